@@ -1,0 +1,3 @@
+//! The docker_auth ACL language: ordered rules, first match wins.
+//!
+//! IMPLEMENTATION PENDING (helper B).

@@ -1,0 +1,29 @@
+//! # docker-token-core
+//!
+//! Docker/OCI registry token authentication as a library: the scope grammar, the token
+//! request model, pluggable [`Authenticator`]s and [`Authorizer`]s with docker_auth's chain
+//! semantics, static users (bcrypt, htpasswd), the docker_auth ACL language, token minting
+//! that registries 2.x and 3.x accept, and the [`TokenService`] that ties them together.
+//!
+//! The crate knows nothing about HTTP frameworks, HTTP clients or LDAP; it uses the `http`
+//! crate only for status and header types.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod acl;
+mod authn;
+mod authz;
+mod error;
+mod identity;
+pub mod keys;
+pub mod request;
+pub mod scope;
+mod secret;
+pub mod token;
+
+pub use authn::{AuthenticatorChain, Authenticator, AuthnOutcome, LoginAttempt};
+pub use authz::{AuthorizerChain, Authorizer, AuthzOutcome, AuthzRequest, Decision, Grant, RuleRef};
+pub use error::{BackendError, BackendErrorKind, BoxError, ConfigError, Error, Result, display_chain};
+pub use identity::{Identity, Labels};
+pub use keys::{Algorithm, KeyError, KidStyle, SigningKey};
+pub use scope::{Scope, ScopeError};
+pub use secret::Password;
