@@ -26,7 +26,12 @@ pub struct LoginAttempt {
 impl LoginAttempt {
     /// A login attempt without client IP and service.
     pub fn new(account: impl Into<String>, password: impl Into<Password>) -> Self {
-        Self { account: account.into(), password: password.into(), client_ip: None, service: String::new() }
+        Self {
+            account: account.into(),
+            password: password.into(),
+            client_ip: None,
+            service: String::new(),
+        }
     }
 
     /// The anonymous attempt (empty user name and password).
@@ -106,7 +111,11 @@ pub trait Authenticator: Send + Sync {
     /// Called on every member of a chain in which no authenticator recognised the user, so
     /// that backends with a slow verification (bcrypt) can spend comparable time and an
     /// unknown user costs about as much as a wrong password. The default does nothing.
-    async fn equalize_timing(&self) {}
+    ///
+    /// Implementations should do nothing for anonymous attempts, which are cheap by design.
+    async fn equalize_timing(&self, login: &LoginAttempt) {
+        let _ = login;
+    }
 
     /// Whether the backend can currently serve requests (for readiness probes). The default
     /// is always ready.
@@ -123,8 +132,8 @@ impl<T: Authenticator + ?Sized> Authenticator for Arc<T> {
     async fn authenticate(&self, login: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
         (**self).authenticate(login).await
     }
-    async fn equalize_timing(&self) {
-        (**self).equalize_timing().await;
+    async fn equalize_timing(&self, login: &LoginAttempt) {
+        (**self).equalize_timing(login).await;
     }
     async fn ready(&self) -> Result<(), BackendError> {
         (**self).ready().await
@@ -139,8 +148,8 @@ impl<T: Authenticator + ?Sized> Authenticator for Box<T> {
     async fn authenticate(&self, login: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
         (**self).authenticate(login).await
     }
-    async fn equalize_timing(&self) {
-        (**self).equalize_timing().await;
+    async fn equalize_timing(&self, login: &LoginAttempt) {
+        (**self).equalize_timing(login).await;
     }
     async fn ready(&self) -> Result<(), BackendError> {
         (**self).ready().await
@@ -158,7 +167,9 @@ pub struct AuthenticatorChain {
 
 impl std::fmt::Debug for AuthenticatorChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.members.iter().map(|m| m.name())).finish()
+        f.debug_list()
+            .entries(self.members.iter().map(|m| m.name()))
+            .finish()
     }
 }
 
@@ -199,7 +210,7 @@ impl AuthenticatorChain {
             }
         }
         for m in &self.members {
-            m.equalize_timing().await;
+            m.equalize_timing(login).await;
         }
         Ok((AuthnOutcome::NotApplicable, None))
     }
@@ -215,9 +226,9 @@ impl Authenticator for AuthenticatorChain {
         Ok(self.authenticate_with_source(login).await?.0)
     }
 
-    async fn equalize_timing(&self) {
+    async fn equalize_timing(&self, login: &LoginAttempt) {
         for m in &self.members {
-            m.equalize_timing().await;
+            m.equalize_timing(login).await;
         }
     }
 
@@ -243,7 +254,12 @@ mod tests {
 
     impl Fixed {
         fn new(name: &'static str, outcome: Result<AuthnOutcome, ()>) -> Arc<Self> {
-            Arc::new(Self { name, outcome, calls: AtomicUsize::new(0), equalized: AtomicUsize::new(0) })
+            Arc::new(Self {
+                name,
+                outcome,
+                calls: AtomicUsize::new(0),
+                equalized: AtomicUsize::new(0),
+            })
         }
     }
 
@@ -254,9 +270,11 @@ mod tests {
         }
         async fn authenticate(&self, _: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            self.outcome.clone().map_err(|()| BackendError::unavailable(self.name, "down"))
+            self.outcome
+                .clone()
+                .map_err(|()| BackendError::unavailable(self.name, "down"))
         }
-        async fn equalize_timing(&self) {
+        async fn equalize_timing(&self, _: &LoginAttempt) {
             self.equalized.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -274,13 +292,18 @@ mod tests {
         let a = Fixed::new("a", Ok(AuthnOutcome::NotApplicable));
         let b = Fixed::new("b", Ok(AuthnOutcome::Authenticated(Identity::new("bob"))));
         let c = Fixed::new("c", Ok(AuthnOutcome::Rejected));
-        let (out, by) = chain(&[a.clone(), b.clone(), c.clone()])
+        let ch = chain(&[a.clone(), b.clone(), c.clone()]);
+        let (out, by) = ch
             .authenticate_with_source(&LoginAttempt::new("bob", "pw"))
             .await
             .unwrap();
         assert_eq!(out, AuthnOutcome::Authenticated(Identity::new("bob")));
         assert_eq!(by, Some("b"));
-        assert_eq!(c.calls.load(Ordering::SeqCst), 0, "chain must stop at the first decision");
+        assert_eq!(
+            c.calls.load(Ordering::SeqCst),
+            0,
+            "chain must stop at the first decision"
+        );
         assert_eq!(a.equalized.load(Ordering::SeqCst), 0);
     }
 
@@ -288,7 +311,10 @@ mod tests {
     async fn rejected_stops_even_if_a_later_backend_would_accept() {
         let a = Fixed::new("a", Ok(AuthnOutcome::Rejected));
         let b = Fixed::new("b", Ok(AuthnOutcome::Authenticated(Identity::new("bob"))));
-        let out = chain(&[a, b.clone()]).authenticate(&LoginAttempt::new("bob", "pw")).await.unwrap();
+        let out = chain(&[a, b.clone()])
+            .authenticate(&LoginAttempt::new("bob", "pw"))
+            .await
+            .unwrap();
         assert_eq!(out, AuthnOutcome::Rejected);
         assert_eq!(b.calls.load(Ordering::SeqCst), 0);
     }
@@ -297,7 +323,10 @@ mod tests {
     async fn errors_stop_the_chain_and_stay_errors() {
         let a = Fixed::new("a", Err(()));
         let b = Fixed::new("b", Ok(AuthnOutcome::Authenticated(Identity::new("bob"))));
-        let err = chain(&[a, b.clone()]).authenticate(&LoginAttempt::new("bob", "pw")).await.unwrap_err();
+        let err = chain(&[a, b.clone()])
+            .authenticate(&LoginAttempt::new("bob", "pw"))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), crate::BackendErrorKind::Unavailable);
         assert_eq!(b.calls.load(Ordering::SeqCst), 0);
     }
@@ -306,7 +335,10 @@ mod tests {
     async fn nobody_matched_equalizes_every_member() {
         let a = Fixed::new("a", Ok(AuthnOutcome::NotApplicable));
         let b = Fixed::new("b", Ok(AuthnOutcome::NotApplicable));
-        let out = chain(&[a.clone(), b.clone()]).authenticate(&LoginAttempt::new("x", "y")).await.unwrap();
+        let out = chain(&[a.clone(), b.clone()])
+            .authenticate(&LoginAttempt::new("x", "y"))
+            .await
+            .unwrap();
         assert_eq!(out, AuthnOutcome::NotApplicable);
         assert_eq!(a.equalized.load(Ordering::SeqCst), 1);
         assert_eq!(b.equalized.load(Ordering::SeqCst), 1);
@@ -316,6 +348,12 @@ mod tests {
     async fn works_as_dyn_and_through_box() {
         let boxed: Box<dyn Authenticator> = Box::new(Fixed::new("x", Ok(AuthnOutcome::Rejected)));
         assert_eq!(boxed.name(), "x");
-        assert_eq!(boxed.authenticate(&LoginAttempt::anonymous()).await.unwrap(), AuthnOutcome::Rejected);
+        assert_eq!(
+            boxed
+                .authenticate(&LoginAttempt::anonymous())
+                .await
+                .unwrap(),
+            AuthnOutcome::Rejected
+        );
     }
 }

@@ -48,7 +48,10 @@ impl Grant {
         let mut actions: Vec<String> = actions.into_iter().map(Into::into).collect();
         actions.sort();
         actions.dedup();
-        Self { actions, rule: None }
+        Self {
+            actions,
+            rule: None,
+        }
     }
 
     /// An explicit deny (no actions).
@@ -166,7 +169,9 @@ pub struct AuthorizerChain {
 
 impl std::fmt::Debug for AuthorizerChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.members.iter().map(|m| m.name())).finish()
+        f.debug_list()
+            .entries(self.members.iter().map(|m| m.name()))
+            .finish()
     }
 }
 
@@ -199,10 +204,18 @@ impl AuthorizerChain {
     pub async fn decide(&self, request: &AuthzRequest<'_>) -> Result<Decision, BackendError> {
         for m in &self.members {
             if let AuthzOutcome::Granted(g) = m.authorize(request).await? {
-                return Ok(Decision { granted: g.actions, authorizer: Some(m.name().to_owned()), rule: g.rule });
+                return Ok(Decision {
+                    granted: g.actions,
+                    authorizer: Some(m.name().to_owned()),
+                    rule: g.rule,
+                });
             }
         }
-        Ok(Decision { granted: Vec::new(), authorizer: None, rule: None })
+        Ok(Decision {
+            granted: Vec::new(),
+            authorizer: None,
+            rule: None,
+        })
     }
 }
 
@@ -252,7 +265,12 @@ mod tests {
     async fn first_decision_wins_and_none_means_nothing() {
         let who = Identity::new("alice");
         let scope = Scope::new("repository", "x", ["pull", "push"]);
-        let req = AuthzRequest { identity: &who, service: "s", client_ip: None, scope: &scope };
+        let req = AuthzRequest {
+            identity: &who,
+            service: "s",
+            client_ip: None,
+            scope: &scope,
+        };
 
         let chain = AuthorizerChain::new()
             .with(Fixed("first", None))

@@ -96,7 +96,10 @@ impl Error {
     pub fn to_http(&self, realm: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
         let status = self.status();
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if status == StatusCode::UNAUTHORIZED {
             let value = format!("Basic realm=\"{}\"", quote_escape(realm));
             if let Ok(v) = HeaderValue::from_str(&value) {
@@ -176,8 +179,17 @@ impl BackendError {
     }
 
     /// An error of the given kind.
-    pub fn new(kind: BackendErrorKind, backend: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { kind, backend: backend.into(), message: message.into(), source: None }
+    pub fn new(
+        kind: BackendErrorKind,
+        backend: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            kind,
+            backend: backend.into(),
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Attaches the underlying error. It must not carry secrets in its `Display`.
@@ -204,7 +216,11 @@ impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             BackendErrorKind::Unavailable => {
-                write!(f, "backend {} is unavailable: {}", self.backend, self.message)
+                write!(
+                    f,
+                    "backend {} is unavailable: {}",
+                    self.backend, self.message
+                )
             }
             _ => write!(f, "backend {}: {}", self.backend, self.message),
         }
@@ -213,7 +229,9 @@ impl fmt::Display for BackendError {
 
 impl StdError for BackendError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -229,7 +247,11 @@ pub struct ConfigError {
 impl ConfigError {
     /// A new error with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        Self { path: Vec::new(), message: message.into(), source: None }
+        Self {
+            path: Vec::new(),
+            message: message.into(),
+            source: None,
+        }
     }
 
     /// Prefixes the location, outermost last: `e.at("match").at("acl[3]")` prints
@@ -280,7 +302,9 @@ impl fmt::Display for ConfigError {
 
 impl StdError for ConfigError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|e| e as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
     }
 }
 
@@ -306,7 +330,10 @@ mod tests {
     fn unauthorized_response_has_basic_challenge_and_docker_body() {
         let (status, headers, body) = Error::Unauthorized.to_http("my \"realm\"");
         assert_eq!(status, 401);
-        assert_eq!(headers[header::WWW_AUTHENTICATE], "Basic realm=\"my \\\"realm\\\"\"");
+        assert_eq!(
+            headers[header::WWW_AUTHENTICATE],
+            "Basic realm=\"my \\\"realm\\\"\""
+        );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["errors"][0]["code"], "UNAUTHORIZED");
         assert_eq!(v["errors"][0]["message"], "authentication failed");
@@ -320,7 +347,11 @@ mod tests {
 
     #[test]
     fn config_error_location() {
-        let e = ConfigError::new("bad CIDR").at("ip").at("match").at("[3]").at("acl");
+        let e = ConfigError::new("bad CIDR")
+            .at("ip")
+            .at("match")
+            .at("[3]")
+            .at("acl");
         assert_eq!(e.to_string(), "acl[3].match.ip: bad CIDR");
     }
 }

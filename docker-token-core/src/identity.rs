@@ -19,7 +19,10 @@ pub struct Identity {
 impl Identity {
     /// An identity with no labels.
     pub fn new(account: impl Into<String>) -> Self {
-        Self { account: account.into(), labels: Labels::new() }
+        Self {
+            account: account.into(),
+            labels: Labels::new(),
+        }
     }
 
     /// The anonymous identity (account `""`, no labels).

@@ -18,12 +18,18 @@ pub mod keys;
 pub mod request;
 pub mod scope;
 mod secret;
+pub mod static_users;
 pub mod token;
 
-pub use authn::{AuthenticatorChain, Authenticator, AuthnOutcome, LoginAttempt};
-pub use authz::{AuthorizerChain, Authorizer, AuthzOutcome, AuthzRequest, Decision, Grant, RuleRef};
-pub use error::{BackendError, BackendErrorKind, BoxError, ConfigError, Error, Result, display_chain};
+pub use authn::{Authenticator, AuthenticatorChain, AuthnOutcome, LoginAttempt};
+pub use authz::{
+    Authorizer, AuthorizerChain, AuthzOutcome, AuthzRequest, Decision, Grant, RuleRef,
+};
+pub use error::{
+    BackendError, BackendErrorKind, BoxError, ConfigError, Error, Result, display_chain,
+};
 pub use identity::{Identity, Labels};
 pub use keys::{Algorithm, KeyError, KidStyle, SigningKey};
 pub use scope::{Scope, ScopeError};
 pub use secret::Password;
+pub use static_users::StaticUsers;

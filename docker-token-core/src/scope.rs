@@ -25,7 +25,12 @@ impl Scope {
         let mut actions: Vec<String> = actions.into_iter().map(Into::into).collect();
         actions.sort();
         actions.dedup();
-        Self { resource_type: resource_type.into(), class: None, name: name.into(), actions }
+        Self {
+            resource_type: resource_type.into(),
+            class: None,
+            name: name.into(),
+            actions,
+        }
     }
 
     /// Sets the resource class (`repository(plugin)`), builder style.
