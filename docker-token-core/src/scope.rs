@@ -1,12 +1,49 @@
 //! The scope grammar: `type[(class)]:name:action[,action…]` (protocol.md §5).
 //!
-//! IMPLEMENTATION PENDING (helper A): parsing, list parsing with merging, Display.
+//! Parsing is robust where clients are creative and strict where a mistake would change the
+//! meaning:
+//!
+//! - the type ends at the **first** `:` and the actions start after the **last** `:`, so a
+//!   name may carry a `host:port` prefix (`repository:myhost:5000/foo:pull`);
+//! - the type must be `[a-z0-9]+`, optionally followed by `([a-z0-9]+)` (the class), and the
+//!   whole type must match: `Repository` is an error, not `epository` as in docker_auth;
+//! - actions are split on `,`, empty ones are dropped (`repository:x:` asks for nothing), each
+//!   is `*` or `[A-Za-z0-9_-]+`; `*` is a real action;
+//! - names are otherwise taken as they come (upper case, dots, `__`, ports): the registry
+//!   decides what a valid repository name is, we only refuse empty names and names with
+//!   whitespace or control characters.
+//!
+//! [`parse_scopes`] turns the values of repeated `scope` parameters into a list, splitting
+//! each value on spaces and merging requests for the same resource.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::str::FromStr;
+
+/// The longest scope text (in bytes) [`Scope::parse`] accepts. Repository names are at most
+/// 255 characters; this leaves room for a type, a host and actions without letting a client
+/// make us carry kilobytes of junk around.
+pub const MAX_SCOPE_LEN: usize = 4096;
+
+/// How much of an offending scope an error repeats (in characters).
+const ERROR_SCOPE_CHARS: usize = 128;
+
+/// How much of an offending part (type, class, action) an error repeats (in characters).
+const ERROR_PART_CHARS: usize = 64;
 
 /// One requested (or granted) resource scope, e.g. `repository:library/alpine:pull,push`.
 ///
 /// Actions are kept sorted and de-duplicated; `*` is a real action.
+///
+/// ```
+/// use docker_token_core::Scope;
+///
+/// let s: Scope = "repository:myhost:5000/foo:push,pull".parse().unwrap();
+/// assert_eq!(s.resource_type(), "repository");
+/// assert_eq!(s.name(), "myhost:5000/foo");
+/// assert_eq!(s.actions(), ["pull", "push"]);
+/// assert_eq!(s.to_string(), "repository:myhost:5000/foo:pull,push");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Scope {
     resource_type: String,
@@ -16,7 +53,8 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Builds a scope from parts; actions are sorted and de-duplicated.
+    /// Builds a scope from parts; actions are sorted and de-duplicated. The parts are not
+    /// validated; use [`Scope::parse`] for text from a client.
     pub fn new(
         resource_type: impl Into<String>,
         name: impl Into<String>,
@@ -38,6 +76,49 @@ impl Scope {
     pub fn with_class(mut self, class: impl Into<String>) -> Self {
         self.class = Some(class.into());
         self
+    }
+
+    /// Parses one scope, `type[(class)]:name:actions`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ScopeError`] naming the part that is wrong.
+    pub fn parse(text: &str) -> Result<Self, ScopeError> {
+        if text.len() > MAX_SCOPE_LEN {
+            return Err(ScopeError::TooLong {
+                scope: clip(text, ERROR_SCOPE_CHARS),
+                len: text.len(),
+                max: MAX_SCOPE_LEN,
+            });
+        }
+        let scope = || clip(text, ERROR_SCOPE_CHARS);
+
+        let Some((type_part, rest)) = text.split_once(':') else {
+            return Err(ScopeError::MissingName { scope: scope() });
+        };
+        let Some((name, actions_part)) = rest.rsplit_once(':') else {
+            return Err(ScopeError::MissingActions { scope: scope() });
+        };
+
+        let (resource_type, class) = parse_type(type_part, &scope)?;
+        check_name(name, &scope)?;
+
+        let mut actions = Vec::new();
+        for action in actions_part.split(',').filter(|a| !a.is_empty()) {
+            if !is_action(action) {
+                return Err(ScopeError::InvalidAction {
+                    scope: scope(),
+                    action: clip(action, ERROR_PART_CHARS),
+                });
+            }
+            actions.push(action);
+        }
+
+        let parsed = Self::new(resource_type, name, actions);
+        Ok(match class {
+            Some(class) => parsed.with_class(class),
+            None => parsed,
+        })
     }
 
     /// The resource type without its class: `repository`, `registry`, ….
@@ -63,6 +144,30 @@ impl Scope {
     pub fn actions(&self) -> &[String] {
         &self.actions
     }
+
+    /// Whether `other` names the same resource (type, class and name; actions ignored).
+    #[must_use]
+    pub fn same_resource(&self, other: &Self) -> bool {
+        self.resource_type == other.resource_type
+            && self.class == other.class
+            && self.name == other.name
+    }
+
+    /// Adds the actions of another request for the same resource, keeping them sorted and
+    /// unique.
+    fn merge_actions(&mut self, more: &[String]) {
+        self.actions.extend(more.iter().cloned());
+        self.actions.sort();
+        self.actions.dedup();
+    }
+}
+
+impl FromStr for Scope {
+    type Err = ScopeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
 }
 
 impl fmt::Display for Scope {
@@ -75,14 +180,207 @@ impl fmt::Display for Scope {
     }
 }
 
-/// What is wrong with a scope string.
+/// Parses the values of (possibly repeated) `scope` parameters.
+///
+/// Each value is split on spaces (runs of spaces and empty values are skipped, wherever they
+/// occur). Requests for the same resource — same type, class and name — are merged into one
+/// scope with the union of their actions; the result keeps the order in which resources
+/// first appear.
+///
+/// ```
+/// use docker_token_core::scope::parse_scopes;
+///
+/// let scopes = parse_scopes(["", "repository:a:push,pull  registry:catalog:*", "repository:a:pull"])
+///     .unwrap();
+/// let texts: Vec<String> = scopes.iter().map(ToString::to_string).collect();
+/// assert_eq!(texts, ["repository:a:pull,push", "registry:catalog:*"]);
+/// ```
+///
+/// # Errors
+///
+/// The first [`ScopeError`] met; a request with one bad scope is rejected as a whole.
+pub fn parse_scopes<I, S>(values: I) -> Result<Vec<Scope>, ScopeError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut scopes: Vec<Scope> = Vec::new();
+    // (type, class, name) -> index in `scopes`, so that merging stays linear.
+    let mut index: HashMap<(String, Option<String>, String), usize> = HashMap::new();
+    for value in values {
+        for item in value.as_ref().split_ascii_whitespace() {
+            let scope = Scope::parse(item)?;
+            let key = (
+                scope.resource_type.clone(),
+                scope.class.clone(),
+                scope.name.clone(),
+            );
+            if let Some(existing) = index.get(&key).and_then(|&i| scopes.get_mut(i)) {
+                existing.merge_actions(&scope.actions);
+            } else {
+                index.insert(key, scopes.len());
+                scopes.push(scope);
+            }
+        }
+    }
+    Ok(scopes)
+}
+
+/// Splits `type[(class)]` and checks both parts.
+fn parse_type<'a>(
+    part: &'a str,
+    scope: &impl Fn() -> String,
+) -> Result<(&'a str, Option<&'a str>), ScopeError> {
+    let (base, class) = match part.split_once('(') {
+        None => (part, None),
+        Some((base, rest)) => (base, Some(rest)),
+    };
+    if !is_lower_alnum(base) {
+        return Err(ScopeError::InvalidType {
+            scope: scope(),
+            found: clip(base, ERROR_PART_CHARS),
+        });
+    }
+    let Some(rest) = class else {
+        return Ok((base, None));
+    };
+    match rest.strip_suffix(')') {
+        Some(class) if is_lower_alnum(class) => Ok((base, Some(class))),
+        _ => Err(ScopeError::InvalidClass {
+            scope: scope(),
+            found: clip(&format!("({rest}"), ERROR_PART_CHARS),
+        }),
+    }
+}
+
+/// Refuses empty names and names that could not have come from a registry challenge.
+fn check_name(name: &str, scope: &impl Fn() -> String) -> Result<(), ScopeError> {
+    if name.is_empty() {
+        return Err(ScopeError::EmptyName { scope: scope() });
+    }
+    let reason = if name.chars().any(char::is_whitespace) {
+        "contains whitespace"
+    } else if name.chars().any(char::is_control) {
+        "contains a control character"
+    } else {
+        return Ok(());
+    };
+    Err(ScopeError::InvalidName {
+        scope: scope(),
+        reason,
+    })
+}
+
+/// `[a-z0-9]+`
+fn is_lower_alnum(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// `*` or `[A-Za-z0-9_-]+` (non-empty is checked by the caller).
+fn is_action(s: &str) -> bool {
+    s == "*"
+        || (!s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
+}
+
+/// At most `max` characters of `s`, with `…` when something was cut.
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", s.get(..cut).unwrap_or_default()),
+        None => s.to_owned(),
+    }
+}
+
+/// What is wrong with a scope string. Every variant carries the offending scope text
+/// (clipped to 128 characters) and prints it escaped, so the message is safe to log and to
+/// return to the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ScopeError {
-    /// Placeholder until the parser lands.
-    #[error("scope {scope:?} is malformed")]
-    Malformed {
+    /// There is no `:` at all, so no name (expected `type:name:actions`).
+    #[error("scope {scope:?} has no name (expected type:name:actions)")]
+    MissingName {
         /// The offending scope text.
         scope: String,
     },
+    /// There is only one `:`, so no actions part (expected `type:name:actions`; an empty
+    /// actions part, `type:name:`, is fine).
+    #[error("scope {scope:?} has no actions part (expected type:name:actions)")]
+    MissingActions {
+        /// The offending scope text.
+        scope: String,
+    },
+    /// The resource type is not `[a-z0-9]+`.
+    #[error("scope {scope:?}: resource type {found:?} is not made of [a-z0-9]")]
+    InvalidType {
+        /// The offending scope text.
+        scope: String,
+        /// The type as written, without its class.
+        found: String,
+    },
+    /// The resource class is not `([a-z0-9]+)`.
+    #[error(
+        "scope {scope:?}: resource class {found:?} is not of the form (class) with class made of [a-z0-9]"
+    )]
+    InvalidClass {
+        /// The offending scope text.
+        scope: String,
+        /// The class as written, from its `(`.
+        found: String,
+    },
+    /// The name between the type and the actions is empty.
+    #[error("scope {scope:?} has an empty name")]
+    EmptyName {
+        /// The offending scope text.
+        scope: String,
+    },
+    /// The name contains characters no registry would use.
+    #[error("scope {scope:?}: the name {reason}")]
+    InvalidName {
+        /// The offending scope text.
+        scope: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An action is neither `*` nor made of `[A-Za-z0-9_-]`.
+    #[error("scope {scope:?}: action {action:?} is neither * nor made of [A-Za-z0-9_-]")]
+    InvalidAction {
+        /// The offending scope text.
+        scope: String,
+        /// The offending action.
+        action: String,
+    },
+    /// The scope is longer than [`MAX_SCOPE_LEN`] bytes.
+    #[error("scope {scope:?} is {len} bytes long, more than the {max} allowed")]
+    TooLong {
+        /// The beginning of the offending scope text.
+        scope: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
+
+impl ScopeError {
+    /// The offending scope text (clipped).
+    #[must_use]
+    pub fn scope(&self) -> &str {
+        match self {
+            Self::MissingName { scope }
+            | Self::MissingActions { scope }
+            | Self::InvalidType { scope, .. }
+            | Self::InvalidClass { scope, .. }
+            | Self::EmptyName { scope }
+            | Self::InvalidName { scope, .. }
+            | Self::InvalidAction { scope, .. }
+            | Self::TooLong { scope, .. } => scope,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
