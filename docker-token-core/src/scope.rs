@@ -287,7 +287,7 @@ fn is_action(s: &str) -> bool {
 }
 
 /// At most `max` characters of `s`, with `…` when something was cut.
-fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((cut, _)) => format!("{}…", s.get(..cut).unwrap_or_default()),
         None => s.to_owned(),
