@@ -296,9 +296,9 @@ mod tests {
         bcrypt::hash(pw, 4).unwrap()
     }
 
-    fn users(
-        yaml_like: &[(&str, Option<String>, &[(&str, &[&str])])],
-    ) -> Result<StaticUsers, ConfigError> {
+    type UserSpec<'a> = (&'a str, Option<String>, &'a [(&'a str, &'a [&'a str])]);
+
+    fn users(yaml_like: &[UserSpec<'_>]) -> Result<StaticUsers, ConfigError> {
         let mut cfg = UsersConfig::new();
         for (name, pw, labels) in yaml_like {
             let labels = labels
