@@ -196,7 +196,7 @@ impl Registry {
             std::fs::write(&config, yaml).expect("write registry config");
             let mut cmd = Command::new(&bin);
             cmd.arg("serve").arg(&config);
-            let mut process = Process::spawn("docker-registry", cmd);
+            let process = Process::spawn("docker-registry", cmd);
             if wait_for_port(port, Duration::from_secs(10)) {
                 return Self { port, process };
             }
