@@ -1,0 +1,1 @@
+//! Tests of SigningKey, VerifyingKey and KeySet with generated keys.
