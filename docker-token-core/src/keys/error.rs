@@ -81,6 +81,12 @@ pub enum KeyError {
     /// The crypto library failed to sign.
     #[error("signing failed")]
     Signing,
+    /// The system random number generator failed.
+    #[error("the system random number generator failed")]
+    Random,
+    /// The token claims could not be serialized.
+    #[error("cannot serialize the token claims")]
+    Serialization(#[source] serde_json::Error),
     /// The crypto library failed to generate a key or certificate.
     #[error("key generation failed: {0}")]
     Generation(String),
@@ -96,11 +102,17 @@ impl KeyError {
     pub(crate) fn in_file(self, path: &std::path::Path) -> Self {
         match self {
             e @ (Self::Read { .. } | Self::InFile { .. }) => e,
-            e => Self::InFile { path: path.to_owned(), source: Box::new(e) },
+            e => Self::InFile {
+                path: path.to_owned(),
+                source: Box::new(e),
+            },
         }
     }
 
     pub(crate) fn invalid(kind: &'static str, reason: impl ToString) -> Self {
-        Self::InvalidKey { kind, reason: reason.to_string() }
+        Self::InvalidKey {
+            kind,
+            reason: reason.to_string(),
+        }
     }
 }

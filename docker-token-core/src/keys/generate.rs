@@ -66,7 +66,9 @@ impl SigningKey {
         let mut name = DistinguishedName::new();
         name.push(DnType::CommonName, common_name);
         params.distinguished_name = name;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
         let epoch = rcgen::date_time_ymd(1970, 1, 1);
         params.not_before = epoch + now.saturating_sub(BACKDATE);
         params.not_after = epoch + now.saturating_add(VALIDITY);
@@ -77,8 +79,15 @@ impl SigningKey {
         let block = ::pem::Pem::new("PRIVATE KEY", pkcs8.to_vec());
         let key_pem = Password::new(::pem::encode(&block));
         block.into_contents().zeroize();
-        let key = Self::from_pem(key_pem.expose().as_bytes(), Some(certificate_pem.as_bytes()))?
-            .with_algorithm(alg)?;
-        Ok(GeneratedKey { key, key_pem, certificate_pem })
+        let key = Self::from_pem(
+            key_pem.expose().as_bytes(),
+            Some(certificate_pem.as_bytes()),
+        )?
+        .with_algorithm(alg)?;
+        Ok(GeneratedKey {
+            key,
+            key_pem,
+            certificate_pem,
+        })
     }
 }

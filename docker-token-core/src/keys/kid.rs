@@ -16,7 +16,12 @@ const LIBTRUST_DIGEST_BYTES: usize = 30;
 /// RFC 4648 base32 upper case without padding, `:` after every 4 characters.
 pub(crate) fn libtrust(spki_der: &[u8]) -> String {
     let hash = digest(&SHA256, spki_der);
-    let truncated: Vec<u8> = hash.as_ref().iter().take(LIBTRUST_DIGEST_BYTES).copied().collect();
+    let truncated: Vec<u8> = hash
+        .as_ref()
+        .iter()
+        .take(LIBTRUST_DIGEST_BYTES)
+        .copied()
+        .collect();
     let encoded = BASE32_NOPAD.encode(&truncated);
     let mut kid = String::with_capacity(encoded.len() + encoded.len() / 4);
     for (i, c) in encoded.chars().enumerate() {
@@ -134,8 +139,14 @@ mod tests {
         let n = b64url(
             "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
         );
-        let material = KeyMaterial::Rsa { n, e: b64url("AQAB") };
-        assert_eq!(rfc7638(&material), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        let material = KeyMaterial::Rsa {
+            n,
+            e: b64url("AQAB"),
+        };
+        assert_eq!(
+            rfc7638(&material),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 
     #[test]
@@ -143,7 +154,9 @@ mod tests {
         for (pem, _) in OPENSSL_FIXTURES {
             let key = VerifyingKey::from_pem(pem.as_bytes()).unwrap();
             let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.public_jwk()).unwrap();
-            let theirs = jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256).unwrap();
+            let theirs = jwk
+                .thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256)
+                .unwrap();
             assert_eq!(key.rfc7638_kid(), theirs);
             assert_eq!(key.public_jwk()["kid"], theirs.as_str());
         }
@@ -157,7 +170,9 @@ mod tests {
                 &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
             )
             .unwrap();
-            let spki = aws_lc_rs::signature::KeyPair::public_key(&pair).as_der().unwrap();
+            let spki = aws_lc_rs::signature::KeyPair::public_key(&pair)
+                .as_der()
+                .unwrap();
             let key = VerifyingKey::from_spki_der(spki.as_ref()).unwrap();
             match key.material() {
                 KeyMaterial::Ec { x, y, .. } if x.first() == Some(&0) || y.first() == Some(&0) => {
@@ -167,9 +182,15 @@ mod tests {
             }
         });
         let (material, key) = found.expect("a key with a leading zero coordinate byte");
-        let KeyMaterial::Ec { curve, x, y } = &material else { unreachable!() };
+        let KeyMaterial::Ec { curve, x, y } = &material else {
+            unreachable!()
+        };
         assert_eq!(*curve, Curve::P256);
-        assert_eq!((x.len(), y.len()), (32, 32), "coordinates are kept at fixed width");
+        assert_eq!(
+            (x.len(), y.len()),
+            (32, 32),
+            "coordinates are kept at fixed width"
+        );
 
         // Independent computation of both variants.
         let thumb = |x: &[u8], y: &[u8]| {
@@ -180,10 +201,18 @@ mod tests {
             );
             URL_SAFE_NO_PAD.encode(digest(&SHA256, json.as_bytes()))
         };
-        let strip = |v: &[u8]| v.iter().skip_while(|b| **b == 0).copied().collect::<Vec<u8>>();
+        let strip = |v: &[u8]| {
+            v.iter()
+                .skip_while(|b| **b == 0)
+                .copied()
+                .collect::<Vec<u8>>()
+        };
         let fixed = thumb(x, y);
         let minimal = thumb(&strip(x), &strip(y));
         assert_eq!(key.rfc7638_kid(), fixed);
-        assert_ne!(fixed, minimal, "distribution's minimal-width quirk gives another id");
+        assert_ne!(
+            fixed, minimal,
+            "distribution's minimal-width quirk gives another id"
+        );
     }
 }

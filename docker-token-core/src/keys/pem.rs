@@ -12,7 +12,10 @@ use super::KeyError;
 pub(crate) fn read_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     std::fs::read(path)
         .map(Zeroizing::new)
-        .map_err(|source| KeyError::Read { path: path.to_owned(), source })
+        .map_err(|source| KeyError::Read {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// The DER of a private key, by its PEM label.
@@ -49,7 +52,10 @@ impl Blocks {
             let key = match block.tag() {
                 "ENCRYPTED PRIVATE KEY" => return Err(KeyError::EncryptedKey),
                 _ if block.tag().ends_with("PRIVATE KEY")
-                    && block.headers().get("Proc-Type").is_some_and(|v| v.contains("ENCRYPTED")) =>
+                    && block
+                        .headers()
+                        .get("Proc-Type")
+                        .is_some_and(|v| v.contains("ENCRYPTED")) =>
                 {
                     return Err(KeyError::EncryptedKey);
                 }
@@ -67,7 +73,10 @@ impl Blocks {
 
     /// The first `PUBLIC KEY` block (DER SubjectPublicKeyInfo).
     pub(crate) fn public_key(&self) -> Option<&[u8]> {
-        self.0.iter().find(|b| b.tag() == "PUBLIC KEY").map(::pem::Pem::contents)
+        self.0
+            .iter()
+            .find(|b| b.tag() == "PUBLIC KEY")
+            .map(::pem::Pem::contents)
     }
 
     /// All `CERTIFICATE` blocks in order, parsed and checked to form a chain (each one
@@ -82,7 +91,10 @@ impl Blocks {
         if der.is_empty() {
             return Ok(None);
         }
-        let certs = der.iter().map(|d| parse_certificate(d)).collect::<Result<Vec<_>, _>>()?;
+        let certs = der
+            .iter()
+            .map(|d| parse_certificate(d))
+            .collect::<Result<Vec<_>, _>>()?;
         for (i, pair) in certs.windows(2).enumerate() {
             if let [child, parent] = pair
                 && child.issuer().as_raw() != parent.subject().as_raw()
@@ -96,7 +108,9 @@ impl Blocks {
             }
         }
         let spkis: Vec<Vec<u8>> = certs.iter().map(|c| c.public_key().raw.to_vec()).collect();
-        let Some(leaf) = certs.first() else { return Ok(None) };
+        let Some(leaf) = certs.first() else {
+            return Ok(None);
+        };
         if !leaf.validity().is_valid() {
             tracing::warn!(
                 subject = %leaf.subject(),
@@ -108,7 +122,11 @@ impl Blocks {
         }
         let leaf_spki = leaf.public_key().raw.to_vec();
         drop(certs);
-        Ok(Some(Chain { der, spkis, leaf_spki }))
+        Ok(Some(Chain {
+            der,
+            spkis,
+            leaf_spki,
+        }))
     }
 }
 
@@ -126,7 +144,9 @@ impl Drop for Blocks {
 pub(crate) fn parse_certificate(der: &[u8]) -> Result<X509Certificate<'_>, KeyError> {
     match X509Certificate::from_der(der) {
         Ok(([], cert)) => Ok(cert),
-        Ok(_) => Err(KeyError::BadCertificate("trailing data after the certificate".to_owned())),
+        Ok(_) => Err(KeyError::BadCertificate(
+            "trailing data after the certificate".to_owned(),
+        )),
         Err(e) => Err(KeyError::BadCertificate(e.to_string())),
     }
 }

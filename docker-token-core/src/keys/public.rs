@@ -64,16 +64,27 @@ impl Curve {
 /// integers without leading zero bytes. Two keys are the same key iff these are equal.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum KeyMaterial {
-    Ec { curve: Curve, x: Vec<u8>, y: Vec<u8> },
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Ec {
+        curve: Curve,
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
 }
 
 impl KeyMaterial {
     /// `"an EC P-256 key"` and the like, for messages.
     pub(crate) fn describe(&self) -> &'static str {
         match self {
-            Self::Ec { curve: Curve::P256, .. } => "an EC P-256 key",
-            Self::Ec { curve: Curve::P384, .. } => "an EC P-384 key",
+            Self::Ec {
+                curve: Curve::P256, ..
+            } => "an EC P-256 key",
+            Self::Ec {
+                curve: Curve::P384, ..
+            } => "an EC P-384 key",
             Self::Rsa { .. } => "an RSA key",
         }
     }
@@ -92,7 +103,14 @@ impl KeyMaterial {
             Self::Ec { curve, .. } => curve.algorithm() == algorithm,
             Self::Rsa { .. } => algorithm.is_rsa(),
         };
-        if fits { Ok(()) } else { Err(KeyError::AlgorithmMismatch { algorithm, key: self.describe() }) }
+        if fits {
+            Ok(())
+        } else {
+            Err(KeyError::AlgorithmMismatch {
+                algorithm,
+                key: self.describe(),
+            })
+        }
     }
 
     /// The algorithms a token signed by this key may carry.
@@ -123,8 +141,8 @@ impl PublicKeyInfo {
     /// so the libtrust kid does not depend on how the input was encoded.
     pub(crate) fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
         let bad = |reason: &str| KeyError::invalid("public", reason);
-        let (rest, spki) =
-            SubjectPublicKeyInfo::from_der(der).map_err(|_| bad("malformed SubjectPublicKeyInfo"))?;
+        let (rest, spki) = SubjectPublicKeyInfo::from_der(der)
+            .map_err(|_| bad("malformed SubjectPublicKeyInfo"))?;
         if !rest.is_empty() {
             return Err(bad("trailing data after SubjectPublicKeyInfo"));
         }
@@ -155,7 +173,12 @@ impl PublicKeyInfo {
     fn new(material: KeyMaterial, spki_der: Vec<u8>) -> Self {
         let libtrust_kid = kid::libtrust(&spki_der);
         let rfc7638_kid = kid::rfc7638(&material);
-        Self { material, spki_der, libtrust_kid, rfc7638_kid }
+        Self {
+            material,
+            spki_der,
+            libtrust_kid,
+            rfc7638_kid,
+        }
     }
 
     pub(crate) fn kid(&self, style: KidStyle) -> &str {
@@ -166,7 +189,11 @@ impl PublicKeyInfo {
     }
 
     /// The public JWK: key members, `kid` (in `kid_style`), `use: sig` and `alg` if known.
-    pub(crate) fn jwk(&self, algorithm: Option<Algorithm>, kid_style: KidStyle) -> serde_json::Value {
+    pub(crate) fn jwk(
+        &self,
+        algorithm: Option<Algorithm>,
+        kid_style: KidStyle,
+    ) -> serde_json::Value {
         let mut jwk = match &self.material {
             KeyMaterial::Ec { curve, x, y } => serde_json::json!({
                 "kty": "EC",
@@ -209,7 +236,10 @@ fn curve_from_oid(oid: &str) -> Result<Curve, KeyError> {
     match oid {
         OID_P256 => Ok(Curve::P256),
         OID_P384 => Ok(Curve::P384),
-        OID_P521 => Err(KeyError::UnsupportedKey { key: "EC P-521".to_owned(), reason: P521_REASON }),
+        OID_P521 => Err(KeyError::UnsupportedKey {
+            key: "EC P-521".to_owned(),
+            reason: P521_REASON,
+        }),
         other => Err(KeyError::UnsupportedKey {
             key: format!("EC curve {other}"),
             reason: "only P-256 and P-384 are supported",
@@ -219,7 +249,10 @@ fn curve_from_oid(oid: &str) -> Result<Curve, KeyError> {
 
 pub(crate) fn unsupported_oid(oid: &str) -> KeyError {
     match oid {
-        OID_ED25519 => KeyError::UnsupportedKey { key: "Ed25519".to_owned(), reason: ED25519_REASON },
+        OID_ED25519 => KeyError::UnsupportedKey {
+            key: "Ed25519".to_owned(),
+            reason: ED25519_REASON,
+        },
         OID_ED448 => KeyError::UnsupportedKey {
             key: "Ed448".to_owned(),
             reason: "no registry accepts Ed448 tokens; use an EC P-256 (ES256) or RSA key",
@@ -241,28 +274,49 @@ fn ec_material(curve: Curve, point: &[u8]) -> Result<(KeyMaterial, Vec<u8>), Key
     let len = curve.coordinate_len();
     let (x, y) = match point.split_first() {
         Some((4, xy)) if xy.len() == 2 * len => xy.split_at(len),
-        _ => return Err(KeyError::invalid("EC", "the public point is not in uncompressed form")),
+        _ => {
+            return Err(KeyError::invalid(
+                "EC",
+                "the public point is not in uncompressed form",
+            ));
+        }
     };
     let verification = match curve {
         Curve::P256 => &ECDSA_P256_SHA256_FIXED,
         Curve::P384 => &ECDSA_P384_SHA384_FIXED,
     };
-    let parsed = ParsedPublicKey::new(verification, point).map_err(|e| KeyError::invalid("EC", e))?;
+    let parsed =
+        ParsedPublicKey::new(verification, point).map_err(|e| KeyError::invalid("EC", e))?;
     let spki = parsed.as_der().map_err(|e| KeyError::invalid("EC", e))?;
-    let material = KeyMaterial::Ec { curve, x: x.to_vec(), y: y.to_vec() };
+    let material = KeyMaterial::Ec {
+        curve,
+        x: x.to_vec(),
+        y: y.to_vec(),
+    };
     Ok((material, spki.as_ref().to_vec()))
 }
 
 fn rsa_material(modulus: &[u8], exponent: &[u8]) -> Result<(KeyMaterial, Vec<u8>), KeyError> {
-    let strip = |v: &[u8]| v.iter().skip_while(|b| **b == 0).copied().collect::<Vec<u8>>();
+    let strip = |v: &[u8]| {
+        v.iter()
+            .skip_while(|b| **b == 0)
+            .copied()
+            .collect::<Vec<u8>>()
+    };
     let (n, e) = (strip(modulus), strip(exponent));
     let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
     if bits < MIN_RSA_BITS {
-        return Err(KeyError::invalid("RSA", format!("{bits}-bit modulus; at least 2048 bits are required")));
+        return Err(KeyError::invalid(
+            "RSA",
+            format!("{bits}-bit modulus; at least 2048 bits are required"),
+        ));
     }
-    let spki = PublicKeyComponents { n: n.as_slice(), e: e.as_slice() }
-        .as_der()
-        .map_err(|e| KeyError::invalid("RSA", e))?;
+    let spki = PublicKeyComponents {
+        n: n.as_slice(),
+        e: e.as_slice(),
+    }
+    .as_der()
+    .map_err(|e| KeyError::invalid("RSA", e))?;
     Ok((KeyMaterial::Rsa { n, e }, spki.as_ref().to_vec()))
 }
 
@@ -308,7 +362,12 @@ impl VerifyingKey {
             KeyMaterial::Rsa { .. } => None,
         };
         let decoding = public.decoding_key();
-        Self { public, algorithm, chain, decoding }
+        Self {
+            public,
+            algorithm,
+            chain,
+            decoding,
+        }
     }
 
     /// Declares the algorithm the key signs with, published as the JWK's `alg`. EC keys

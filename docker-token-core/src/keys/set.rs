@@ -21,13 +21,18 @@ impl KeySet {
     /// A set with only the active key.
     #[must_use]
     pub fn new(active: SigningKey) -> Self {
-        Self { active, verify_only: Vec::new() }
+        Self {
+            active,
+            verify_only: Vec::new(),
+        }
     }
 
     /// Adds a verify-only key. A key already in the set (same public key) is ignored.
     #[must_use]
     pub fn with_verify_only(mut self, key: VerifyingKey) -> Self {
-        let known = self.keys().any(|k| k.public.material == key.public.material);
+        let known = self
+            .keys()
+            .any(|k| k.public.material == key.public.material);
         if !known {
             self.verify_only.push(key);
         }
@@ -62,8 +67,10 @@ impl KeySet {
     /// each key under its literal `kid`, so this one matches tokens minted with `style`.
     #[must_use]
     pub fn jwks_with_kid_style(&self, style: KidStyle) -> serde_json::Value {
-        let keys: Vec<serde_json::Value> =
-            self.keys().map(|k| k.public.jwk(k.algorithm, style)).collect();
+        let keys: Vec<serde_json::Value> = self
+            .keys()
+            .map(|k| k.public.jwk(k.algorithm, style))
+            .collect();
         serde_json::json!({ "keys": keys })
     }
 
@@ -87,7 +94,8 @@ impl KeySet {
                 self.keys().find(|k| k.public.material == public.material)
             }
             None => header.kid.as_deref().and_then(|kid| {
-                self.keys().find(|k| k.libtrust_kid() == kid || k.rfc7638_kid() == kid)
+                self.keys()
+                    .find(|k| k.libtrust_kid() == kid || k.rfc7638_kid() == kid)
             }),
         }
         .ok_or(KeyError::UnknownKey)?;

@@ -48,7 +48,10 @@ impl SigningKey {
     ///
     /// The algorithm is ES256/ES384 for EC keys (by curve) and RS256 for RSA keys; see
     /// [`Self::with_algorithm`].
-    pub fn from_pem(key_pem: &[u8], certificate_chain_pem: Option<&[u8]>) -> Result<Self, KeyError> {
+    pub fn from_pem(
+        key_pem: &[u8],
+        certificate_chain_pem: Option<&[u8]>,
+    ) -> Result<Self, KeyError> {
         let key_blocks = Blocks::parse(key_pem)?;
         let (signer, public) = load_private(&key_blocks)?;
         let chain = match certificate_chain_pem {
@@ -72,7 +75,10 @@ impl SigningKey {
                     .map_err(|e| e.in_file(path))?;
                 (Some(chain), path)
             }
-            None => (key_blocks.certificate_chain().map_err(|e| e.in_file(key))?, key),
+            None => (
+                key_blocks.certificate_chain().map_err(|e| e.in_file(key))?,
+                key,
+            ),
         };
         let chain = attach_chain(&public, chain).map_err(|e| e.in_file(chain_file))?;
         Ok(Self::assemble(signer, public, chain))
@@ -81,8 +87,15 @@ impl SigningKey {
     fn assemble(signer: Signer, public: PublicKeyInfo, chain: Vec<Vec<u8>>) -> Self {
         let algorithm = public.material.default_algorithm();
         let verifying = VerifyingKey::new(public, chain);
-        let verifying = VerifyingKey { algorithm: Some(algorithm), ..verifying };
-        Self { signer: Arc::new(signer), algorithm, verifying }
+        let verifying = VerifyingKey {
+            algorithm: Some(algorithm),
+            ..verifying
+        };
+        Self {
+            signer: Arc::new(signer),
+            algorithm,
+            verifying,
+        }
     }
 
     /// Chooses the signing algorithm: RS256 (default), RS384 or RS512 for RSA keys; EC
@@ -142,6 +155,15 @@ impl SigningKey {
         &self.verifying
     }
 
+    /// The length of a signature in bytes (64/96 for ES256/ES384, the modulus length for RSA).
+    pub(crate) fn signature_len(&self) -> usize {
+        match &*self.signer {
+            // r||s is as long as the uncompressed point 04||x||y without its tag byte.
+            Signer::Ec(pair) => pair.public_key().as_ref().len().saturating_sub(1),
+            Signer::Rsa(pair) => pair.public_modulus_len(),
+        }
+    }
+
     /// Signs a JWS signing input (`b64(header) "." b64(claims)`). ES* signatures are the
     /// raw fixed-width `r||s` JWS wants; RS* signatures are PKCS#1 v1.5.
     pub fn sign(&self, signing_input: &[u8]) -> Result<Vec<u8>, KeyError> {
@@ -198,8 +220,8 @@ fn load_private(blocks: &Blocks) -> Result<(Signer, PublicKeyInfo), KeyError> {
 
 /// PKCS#8: dispatch on the algorithm OID so unsupported types get a precise error.
 fn pkcs8(der: &[u8]) -> Result<Signer, KeyError> {
-    let (algorithm, parameter) =
-        pkcs8_algorithm(der).ok_or_else(|| KeyError::invalid("PKCS#8", "malformed PrivateKeyInfo"))?;
+    let (algorithm, parameter) = pkcs8_algorithm(der)
+        .ok_or_else(|| KeyError::invalid("PKCS#8", "malformed PrivateKeyInfo"))?;
     match algorithm.as_str() {
         OID_EC_PUBLIC_KEY => {
             let curve = match parameter.as_deref() {
@@ -234,24 +256,36 @@ fn pkcs8_algorithm(der: &[u8]) -> Option<(String, Option<String>)> {
     let (_, info) = Sequence::from_der(der).ok()?;
     let (rest, _version) = Any::from_der(&info.content).ok()?;
     let (_, algorithm) = AlgorithmIdentifier::from_der(rest).ok()?;
-    let parameter =
-        algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+    let parameter = algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string());
     Some((algorithm.algorithm.to_id_string(), parameter))
 }
 
 /// SEC1 `EC PRIVATE KEY`: try the supported curves, then name P-521 if it is one.
 fn sec1(der: &[u8]) -> Result<Signer, KeyError> {
-    let supported: [&'static EcdsaSigningAlgorithm; 2] =
-        [&ECDSA_P256_SHA256_FIXED_SIGNING, &ECDSA_P384_SHA384_FIXED_SIGNING];
-    if let Some(pair) =
-        supported.into_iter().find_map(|alg| EcdsaKeyPair::from_private_key_der(alg, der).ok())
+    let supported: [&'static EcdsaSigningAlgorithm; 2] = [
+        &ECDSA_P256_SHA256_FIXED_SIGNING,
+        &ECDSA_P384_SHA384_FIXED_SIGNING,
+    ];
+    if let Some(pair) = supported
+        .into_iter()
+        .find_map(|alg| EcdsaKeyPair::from_private_key_der(alg, der).ok())
     {
         return Ok(Signer::Ec(pair));
     }
     if EcdsaKeyPair::from_private_key_der(&ECDSA_P521_SHA512_FIXED_SIGNING, der).is_ok() {
-        return Err(KeyError::UnsupportedKey { key: "EC P-521".to_owned(), reason: P521_REASON });
+        return Err(KeyError::UnsupportedKey {
+            key: "EC P-521".to_owned(),
+            reason: P521_REASON,
+        });
     }
-    Err(KeyError::invalid("EC", "malformed, or not on curve P-256 or P-384"))
+    Err(KeyError::invalid(
+        "EC",
+        "malformed, or not on curve P-256 or P-384",
+    ))
 }
 
 fn required_chain(blocks: &Blocks) -> Result<Chain, KeyError> {
@@ -262,7 +296,9 @@ fn required_chain(blocks: &Blocks) -> Result<Chain, KeyError> {
 
 /// Checks that the chain's leaf holds `public` and returns the chain's DER.
 fn attach_chain(public: &PublicKeyInfo, chain: Option<Chain>) -> Result<Vec<Vec<u8>>, KeyError> {
-    let Some(chain) = chain else { return Ok(Vec::new()) };
+    let Some(chain) = chain else {
+        return Ok(Vec::new());
+    };
     let holds_key = |spki: &[u8]| {
         PublicKeyInfo::from_spki_der(spki).is_ok_and(|info| info.material == public.material)
     };
@@ -274,5 +310,7 @@ fn attach_chain(public: &PublicKeyInfo, chain: Option<Chain>) -> Result<Vec<Vec<
             "the certificate chain must start with the certificate of the signing key (leaf first)",
         ));
     }
-    Err(KeyError::CertificateMismatch("the certificate does not match the private key"))
+    Err(KeyError::CertificateMismatch(
+        "the certificate does not match the private key",
+    ))
 }
