@@ -31,7 +31,7 @@ mod set;
 mod signing;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::fmt;
 
