@@ -116,8 +116,8 @@ impl Blocks {
                 subject = %leaf.subject(),
                 not_before = %leaf.validity().not_before,
                 not_after = %leaf.validity().not_after,
-                "the signing certificate is outside its validity period: registries that \
-                 verify the x5c chain will reject tokens (kid lookups still work)"
+                "the leaf certificate is outside its validity period: registries that verify \
+                 the x5c chain will reject tokens signed with this key (kid lookups still work)"
             );
         }
         let leaf_spki = leaf.public_key().raw.to_vec();
