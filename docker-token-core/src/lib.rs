@@ -29,7 +29,8 @@ pub use error::{
     BackendError, BackendErrorKind, BoxError, ConfigError, Error, Result, display_chain,
 };
 pub use identity::{Identity, Labels};
-pub use keys::{Algorithm, KeyError, KidStyle, SigningKey};
+pub use keys::{Algorithm, GeneratedKey, KeyError, KeySet, KidStyle, SigningKey, VerifyingKey};
 pub use scope::{Scope, ScopeError};
 pub use secret::Password;
 pub use static_users::StaticUsers;
+pub use token::{AccessEntry, IssuedToken, TokenIssuer, TokenResponse};

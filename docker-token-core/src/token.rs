@@ -1,3 +1,0 @@
-//! Token minting: claims, the compact JWS, and the token endpoint's JSON response.
-//!
-//! IMPLEMENTATION PENDING (helper C).
