@@ -1,3 +1,271 @@
 //! A thin [axum](https://docs.rs/axum) adapter over [`docker_token_core::TokenService`].
 //!
-//! Work in progress: see the project's server issue. The crate exists so the workspace layout is final.
+//! It turns HTTP into a [`TokenRequest`] and a token (or a typed error) back into HTTP;
+//! nothing about users, ACLs or keys lives here.
+//!
+//! | route (under the optional prefix) | what |
+//! |---|---|
+//! | `GET`/`POST /auth` and `/auth/token` | the token endpoint (query, or OAuth2 form; chunked bodies fine) |
+//! | `GET /.well-known/jwks.json` | the signing keys as a JWKS document (registry 3.x `jwks:`) |
+//! | `GET /healthz` | liveness: the process answers |
+//! | `GET /readyz` | readiness: every backend is reachable (503 otherwise) |
+//!
+//! ```no_run
+//! # async fn demo(service: docker_token_core::TokenService) -> std::io::Result<()> {
+//! use docker_token_axum::{TokenRouter, serve_with_connect_info};
+//!
+//! let app = TokenRouter::new(service).build();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:5001").await?;
+//! axum::serve(listener, serve_with_connect_info(app)).await
+//! # }
+//! ```
+
+mod client_ip;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use docker_token_core::request::TokenRequest;
+use docker_token_core::{Error, TokenService};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use tracing::{Instrument, field};
+
+pub use client_ip::{ClientIpConfig, ClientIpError};
+
+/// The default token path, as in docker_auth.
+pub const DEFAULT_TOKEN_PATH: &str = "/auth";
+/// The default request-body limit for OAuth2 POSTs (real bodies are a few hundred bytes).
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+/// The default limit on the query string length.
+pub const DEFAULT_QUERY_LIMIT: usize = 16 * 1024;
+
+/// Builds the token server's [`Router`].
+#[derive(Debug, Clone)]
+pub struct TokenRouter {
+    service: TokenService,
+    prefix: String,
+    token_path: String,
+    client_ip: ClientIpConfig,
+    body_limit: usize,
+    query_limit: usize,
+}
+
+#[derive(Clone, Debug)]
+struct AppState {
+    service: TokenService,
+    client_ip: ClientIpConfig,
+    body_limit: usize,
+    query_limit: usize,
+}
+
+impl TokenRouter {
+    /// Routes for `service` with the defaults (`/auth`, peer address as client IP).
+    #[must_use]
+    pub fn new(service: TokenService) -> Self {
+        Self {
+            service,
+            prefix: String::new(),
+            token_path: DEFAULT_TOKEN_PATH.to_owned(),
+            client_ip: ClientIpConfig::default(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            query_limit: DEFAULT_QUERY_LIMIT,
+        }
+    }
+
+    /// A prefix for every route (docker_auth's `server.path_prefix`, e.g. `/docker`).
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// The token path (default `/auth`); `<path>/token` is served too.
+    #[must_use]
+    pub fn token_path(mut self, path: impl Into<String>) -> Self {
+        self.token_path = path.into();
+        self
+    }
+
+    /// How the client IP is determined (peer address, or a header from trusted proxies).
+    #[must_use]
+    pub fn client_ip(mut self, config: ClientIpConfig) -> Self {
+        self.client_ip = config;
+        self
+    }
+
+    /// The maximum POST body size in bytes.
+    #[must_use]
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Builds the router. Serve it with [`serve_with_connect_info`] so that the peer
+    /// address is known.
+    pub fn build(self) -> Router {
+        let state = AppState {
+            service: self.service,
+            client_ip: self.client_ip,
+            body_limit: self.body_limit,
+            query_limit: self.query_limit,
+        };
+        let token: MethodRouter<AppState> = get(token_endpoint).post(token_endpoint);
+        let p = &self.prefix;
+        let tp = self.token_path.trim_end_matches('/');
+        Router::new()
+            .route(&format!("{p}{tp}"), token.clone())
+            .route(&format!("{p}{tp}/token"), token)
+            .route(&format!("{p}/.well-known/jwks.json"), get(jwks))
+            .route(&format!("{p}/healthz"), get(healthz))
+            .route(&format!("{p}/readyz"), get(readyz))
+            .layer(DefaultBodyLimit::max(state.body_limit))
+            .with_state(state)
+    }
+}
+
+/// Wraps a router so that handlers see the peer address (`ConnectInfo<SocketAddr>`).
+pub fn serve_with_connect_info(
+    router: Router,
+) -> axum::extract::connect_info::IntoMakeServiceWithConnectInfo<Router, SocketAddr> {
+    router.into_make_service_with_connect_info::<SocketAddr>()
+}
+
+async fn token_endpoint(State(state): State<AppState>, request: Request) -> Response {
+    let span = tracing::info_span!(
+        "token",
+        method = %request.method(),
+        client_ip = field::Empty,
+        account = field::Empty,
+        service = field::Empty,
+        scopes = field::Empty,
+        outcome = field::Empty,
+        jti = field::Empty,
+    );
+    handle_token(state, request).instrument(span).await
+}
+
+async fn handle_token(state: AppState, request: Request) -> Response {
+    let span = tracing::Span::current();
+    let (parts, body) = request.into_parts();
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let client_ip = match state.client_ip.resolve(peer, &parts.headers) {
+        Ok(ip) => ip,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot determine the client address");
+            span.record("outcome", "bad_request");
+            return error_response(&state.service, &Error::InvalidRequest(e.to_string()));
+        }
+    };
+    if let Some(ip) = client_ip {
+        span.record("client_ip", field::display(ip));
+    }
+    let authorization = parts.headers.get(header::AUTHORIZATION);
+    let parsed = if parts.method == Method::POST {
+        match read_body(body, state.body_limit).await {
+            Ok(bytes) => TokenRequest::from_form(&bytes, authorization, client_ip),
+            Err(resp) => {
+                span.record("outcome", "bad_request");
+                return resp;
+            }
+        }
+    } else {
+        let query = parts.uri.query().unwrap_or("");
+        if query.len() > state.query_limit {
+            span.record("outcome", "bad_request");
+            return error_response(&state.service, &Error::InvalidRequest("query string too long".to_owned()));
+        }
+        TokenRequest::from_query(query, authorization, client_ip)
+    };
+    let request = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(error = %docker_token_core::display_chain(&e), "bad token request");
+            span.record("outcome", "bad_request");
+            return error_response(&state.service, &e);
+        }
+    };
+    span.record("service", request.service.as_str());
+    span.record("scopes", field::display(ScopeList(&request)));
+    match state.service.issue(&request).await {
+        Ok(issued) => {
+            span.record("account", issued.account.as_str());
+            span.record("jti", issued.jti.as_str());
+            span.record("outcome", "issued");
+            let body = serde_json::to_vec(&issued.response).unwrap_or_default();
+            json_response(StatusCode::OK, body)
+        }
+        Err(e) => {
+            span.record("account", request.login().account.as_str());
+            span.record("outcome", outcome_name(&e));
+            error_response(&state.service, &e)
+        }
+    }
+}
+
+struct ScopeList<'a>(&'a TokenRequest);
+
+impl std::fmt::Display for ScopeList<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, s) in self.0.scopes.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{s}")?;
+        }
+        Ok(())
+    }
+}
+
+fn outcome_name(e: &Error) -> &'static str {
+    match e.status().as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        503 => "unavailable",
+        _ => "error",
+    }
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        let e = Error::InvalidRequest(format!("request body larger than {limit} bytes or unreadable"));
+        let (_, headers, body) = e.to_http("");
+        (StatusCode::PAYLOAD_TOO_LARGE, headers, body).into_response()
+    })
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    (status, headers, body).into_response()
+}
+
+fn error_response(service: &TokenService, error: &Error) -> Response {
+    let (status, mut headers, body) = service.error_response(error);
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    (status, headers, body).into_response()
+}
+
+async fn jwks(State(state): State<AppState>) -> Response {
+    json_response(StatusCode::OK, state.service.jwks().to_string().into_bytes())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.service.ready().await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %docker_token_core::display_chain(&e), "not ready");
+            let e = Error::from(e);
+            error_response(&state.service, &e)
+        }
+    }
+}

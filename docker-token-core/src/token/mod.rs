@@ -284,11 +284,15 @@ fn encode_header(keys: &KeySet, kid_style: KidStyle) -> String {
 
 /// A fresh `jti`: 128 bits from the system CSPRNG, base64url.
 fn new_jti() -> Result<String, KeyError> {
-    let mut bytes = [0u8; JTI_BYTES];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| KeyError::Random)?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
+    random_secret(JTI_BYTES)
+}
+
+/// `bytes` random bytes from the system CSPRNG, base64url-encoded without padding: for
+/// generated passwords and other secrets (16 bytes = 128 bits → 22 characters).
+pub fn random_secret(bytes: usize) -> Result<String, KeyError> {
+    let mut buf = vec![0u8; bytes];
+    SystemRandom::new().fill(&mut buf).map_err(|_| KeyError::Random)?;
+    Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
 /// Length of unpadded base64 for `n` bytes (rounded up to the padded length).

@@ -1,6 +1,16 @@
-//! The `docker-token-server` binary (work in progress: see the server issue).
+//! `docker-token-server`: a Docker/OCI registry token server that reads cesanta/docker_auth's
+//! YAML configuration. Run `docker-token-server --help`.
 
-fn main() {
-    eprintln!("docker-token-server: not implemented yet");
-    std::process::exit(2);
+mod cli;
+mod config;
+mod quickstart;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::run(args)
 }

@@ -1,0 +1,239 @@
+//! docker_auth's YAML configuration format (the sections this server supports), with strict
+//! validation: unknown keys are errors that name the file, line and key, and sections we do
+//! not support yet are named instead of silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use docker_token_core::StaticUsers;
+use docker_token_core::acl::{Acl, AclEntry};
+use docker_token_core::config::TokenConfig;
+use docker_token_core::static_users::UsersConfig;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    /// `server:` — where and how to listen.
+    pub(crate) server: ServerConfig,
+    /// `token:` — issuer, lifetime, keys.
+    pub(crate) token: TokenConfig,
+    /// `users:` — static users (bcrypt).
+    #[serde(default)]
+    pub(crate) users: Option<UsersConfig>,
+    /// Our addition: an htpasswd file (bcrypt lines only) merged into the static users.
+    #[serde(default)]
+    pub(crate) htpasswd_file: Option<PathBuf>,
+    /// `acl:` — the static ACL.
+    #[serde(default)]
+    pub(crate) acl: Option<Vec<AclEntry>>,
+
+    // docker_auth sections this server does not implement yet: accepted by the parser so
+    // that the error can name them.
+    #[serde(default)]
+    google_auth: Option<IgnoredAny>,
+    #[serde(default)]
+    github_auth: Option<IgnoredAny>,
+    #[serde(default)]
+    oidc_auth: Option<IgnoredAny>,
+    #[serde(default)]
+    gitlab_auth: Option<IgnoredAny>,
+    #[serde(default)]
+    ldap_auth: Option<IgnoredAny>,
+    #[serde(default)]
+    mongo_auth: Option<IgnoredAny>,
+    #[serde(default)]
+    xorm_auth: Option<IgnoredAny>,
+    #[serde(default)]
+    ext_auth: Option<IgnoredAny>,
+    #[serde(default)]
+    plugin_authn: Option<IgnoredAny>,
+    #[serde(default)]
+    acl_mongo: Option<IgnoredAny>,
+    #[serde(default)]
+    acl_xorm: Option<IgnoredAny>,
+    #[serde(default)]
+    ext_authz: Option<IgnoredAny>,
+    #[serde(default)]
+    plugin_authz: Option<IgnoredAny>,
+    #[serde(default)]
+    casbin_authz: Option<IgnoredAny>,
+}
+
+/// `server:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerConfig {
+    /// `host:port` to listen on (`127.0.0.1:0` picks a free port and prints it).
+    pub(crate) addr: String,
+    /// `tcp` (default) or `unix` (then `addr` is a socket path).
+    #[serde(default)]
+    pub(crate) net: Option<String>,
+    /// A prefix for every route; must start with `/`.
+    #[serde(default)]
+    pub(crate) path_prefix: Option<String>,
+    /// TLS certificate chain (PEM); with `key`, the server speaks HTTPS.
+    #[serde(default)]
+    pub(crate) certificate: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[serde(default)]
+    pub(crate) key: Option<PathBuf>,
+    /// Add `Strict-Transport-Security: max-age=63072000; includeSubDomains`.
+    #[serde(default)]
+    pub(crate) hsts: bool,
+    /// Take the client address from this header (only from trusted proxies).
+    #[serde(default)]
+    pub(crate) real_ip_header: Option<String>,
+    /// Which entry of the header's comma-separated list; negative counts from the end.
+    #[serde(default)]
+    pub(crate) real_ip_pos: isize,
+    /// Our addition: peers allowed to set `real_ip_header` (CIDRs; default loopback).
+    #[serde(default)]
+    pub(crate) real_ip_trusted_proxies: Option<Vec<String>>,
+
+    #[serde(default)]
+    tls_min_version: Option<IgnoredAny>,
+    #[serde(default)]
+    tls_curve_preferences: Option<IgnoredAny>,
+    #[serde(default)]
+    tls_cipher_suites: Option<IgnoredAny>,
+    #[serde(default)]
+    letsencrypt: Option<IgnoredAny>,
+}
+
+/// A configuration that cannot be used; the text says where and why.
+#[derive(Debug)]
+pub(crate) struct LoadError(pub(crate) String);
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// Everything built from a valid file, ready to serve.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    /// The parsed file.
+    pub(crate) file: FileConfig,
+    /// The static users (from `users` and `htpasswd_file`), if any.
+    pub(crate) users: Option<StaticUsers>,
+    /// The compiled ACL, if any.
+    pub(crate) acl: Option<Acl>,
+}
+
+impl FileConfig {
+    /// Parses YAML text; `origin` names the file in errors.
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Self, LoadError> {
+        let mut cfg: Self = serde_saphyr::from_str(text).map_err(|e| LoadError(format!("{origin}: {e}")))?;
+        cfg.check_unsupported(origin)?;
+        cfg.fill_defaults();
+        Ok(cfg)
+    }
+
+    /// Reads and parses a file.
+    pub(crate) fn read(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| LoadError(format!("{}: cannot read: {e}", path.display())))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    fn check_unsupported(&self, origin: &str) -> Result<(), LoadError> {
+        let sections = [
+            ("google_auth", self.google_auth.is_some()),
+            ("github_auth", self.github_auth.is_some()),
+            ("oidc_auth", self.oidc_auth.is_some()),
+            ("gitlab_auth", self.gitlab_auth.is_some()),
+            ("ldap_auth", self.ldap_auth.is_some()),
+            ("mongo_auth", self.mongo_auth.is_some()),
+            ("xorm_auth", self.xorm_auth.is_some()),
+            ("ext_auth", self.ext_auth.is_some()),
+            ("plugin_authn", self.plugin_authn.is_some()),
+            ("acl_mongo", self.acl_mongo.is_some()),
+            ("acl_xorm", self.acl_xorm.is_some()),
+            ("ext_authz", self.ext_authz.is_some()),
+            ("plugin_authz", self.plugin_authz.is_some()),
+            ("casbin_authz", self.casbin_authz.is_some()),
+            ("server.tls_min_version", self.server.tls_min_version.is_some()),
+            ("server.tls_curve_preferences", self.server.tls_curve_preferences.is_some()),
+            ("server.tls_cipher_suites", self.server.tls_cipher_suites.is_some()),
+            ("server.letsencrypt", self.server.letsencrypt.is_some()),
+        ];
+        let unsupported: Vec<&str> = sections.iter().filter(|(_, set)| *set).map(|(n, _)| *n).collect();
+        if unsupported.is_empty() {
+            Ok(())
+        } else {
+            Err(LoadError(format!(
+                "{origin}: docker_auth section(s) not supported by docker-token yet: {} \
+                 (supported: server, token, users, htpasswd_file, acl)",
+                unsupported.join(", ")
+            )))
+        }
+    }
+
+    /// docker_auth: the token key pair defaults to the server's TLS pair.
+    fn fill_defaults(&mut self) {
+        if self.token.key.is_none() && self.token.certificate.is_none() {
+            self.token.key.clone_from(&self.server.key);
+            self.token.certificate.clone_from(&self.server.certificate);
+        }
+    }
+
+    /// Validates everything that does not need the network and builds the static backends.
+    pub(crate) fn load(self, origin: &str) -> Result<Loaded, LoadError> {
+        let err = |e: &dyn std::fmt::Display| LoadError(format!("{origin}: {e}"));
+        self.token.validate().map_err(|e| err(&e))?;
+        if let Some(prefix) = &self.server.path_prefix {
+            if !prefix.is_empty() && !prefix.starts_with('/') {
+                return Err(err(&"server.path_prefix: must start with '/'"));
+            }
+        }
+        match self.server.net.as_deref() {
+            None | Some("tcp" | "unix") => {}
+            Some(other) => return Err(err(&format!("server.net: {other:?} is neither \"tcp\" nor \"unix\""))),
+        }
+        if self.server.certificate.is_some() != self.server.key.is_some() {
+            return Err(err(&"server: certificate and key must be set together"));
+        }
+        if let Some(h) = &self.server.real_ip_header {
+            if http::HeaderName::try_from(h.as_str()).is_err() {
+                return Err(err(&format!("server.real_ip_header: {h:?} is not a valid header name")));
+            }
+        }
+        for (i, p) in self.server.real_ip_trusted_proxies.iter().flatten().enumerate() {
+            parse_net(p).map_err(|e| err(&format!("server.real_ip_trusted_proxies[{i}]: {e}")))?;
+        }
+        let mut users = match &self.users {
+            Some(u) => Some(StaticUsers::from_config(u).map_err(|e| err(&e))?),
+            None => None,
+        };
+        if let Some(path) = &self.htpasswd_file {
+            let extra = StaticUsers::from_htpasswd_file(path).map_err(|e| err(&format!("htpasswd_file: {e}")))?;
+            match &mut users {
+                Some(u) => u.extend(extra).map_err(|e| err(&format!("htpasswd_file: {e}")))?,
+                None => users = Some(extra),
+            }
+        }
+        if users.is_none() {
+            return Err(err(&"no authentication backend configured: add `users:` (an empty map denies everyone) or `htpasswd_file:`"));
+        }
+        let acl = match &self.acl {
+            Some(entries) => Some(Acl::new(entries.clone()).map_err(|e| err(&e))?),
+            None => None,
+        };
+        if acl.is_none() {
+            return Err(err(&"no authorization backend configured: add `acl:` (`acl: []` denies everything)"));
+        }
+        Ok(Loaded { file: self, users, acl })
+    }
+}
+
+/// Parses an IP or CIDR (a bare IP is a /32 or /128).
+pub(crate) fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{s:?} is not an IP address or CIDR"))
+}

@@ -1,0 +1,181 @@
+//! `serve`: build the service from a loaded configuration and run the HTTP(S) server until
+//! SIGTERM/SIGINT, finishing in-flight requests.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use docker_token_axum::{ClientIpConfig, TokenRouter, serve_with_connect_info};
+use docker_token_core::{AuthenticatorChain, AuthorizerChain, TokenService, display_chain};
+use http::{HeaderName, HeaderValue};
+
+use crate::cli::ServeArgs;
+use crate::config::{FileConfig, LoadError, Loaded, parse_net};
+use crate::quickstart;
+
+/// Builds the token service (keys, authenticators, authorizers) from a loaded config.
+pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> {
+    let issuer = loaded
+        .file
+        .token
+        .build_issuer()
+        .map_err(|e| LoadError(format!("token: {}", display_chain(&e))))?;
+    let mut authn = AuthenticatorChain::new();
+    if let Some(users) = &loaded.users {
+        authn.push(Arc::new(users.clone()));
+    }
+    let mut authz = AuthorizerChain::new();
+    if let Some(acl) = &loaded.acl {
+        authz.push(Arc::new(acl.clone()));
+    }
+    Ok(TokenService::builder(issuer).authenticators(authn).authorizers(authz).build())
+}
+
+fn router(loaded: &Loaded, service: TokenService) -> Result<Router, LoadError> {
+    let server = &loaded.file.server;
+    let mut client_ip = ClientIpConfig::peer();
+    if let Some(h) = &server.real_ip_header {
+        let name = HeaderName::try_from(h.as_str()).map_err(|e| LoadError(format!("server.real_ip_header: {e}")))?;
+        client_ip = ClientIpConfig::from_header(name, server.real_ip_pos);
+        if let Some(list) = &server.real_ip_trusted_proxies {
+            let nets = list.iter().map(|s| parse_net(s)).collect::<Result<Vec<_>, _>>().map_err(LoadError)?;
+            client_ip = client_ip.trust(nets);
+        }
+    }
+    let mut r = TokenRouter::new(service).client_ip(client_ip);
+    if let Some(p) = &server.path_prefix {
+        r = r.prefix(p.clone());
+    }
+    let mut app = r.build();
+    if server.hsts {
+        app = app.layer(axum::middleware::map_response(|mut res: axum::response::Response| async move {
+            res.headers_mut().insert(
+                http::header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+            );
+            res
+        }));
+    }
+    Ok(app)
+}
+
+pub(crate) fn main(args: ServeArgs) -> ExitCode {
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("docker-token-server: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+}
+
+async fn run(args: ServeArgs) -> Result<(), LoadError> {
+    let (loaded, quick) = match &args.config {
+        Some(path) => {
+            let origin = path.display().to_string();
+            (FileConfig::read(path)?.load(&origin)?, None)
+        }
+        None => {
+            let q = quickstart::prepare(&args.data_dir, &args.addr)?;
+            let loaded = FileConfig::parse(&q.yaml, "embedded default")?.load("embedded default")?;
+            (loaded, Some(q))
+        }
+    };
+    let service = build_service(&loaded)?;
+    let app = router(&loaded, service)?;
+    let server = &loaded.file.server;
+    if server.net.as_deref() == Some("unix") {
+        return serve_unix(&server.addr, app).await;
+    }
+    let std_listener = std::net::TcpListener::bind(&server.addr)
+        .map_err(|e| LoadError(format!("server.addr: cannot listen on {}: {e}", server.addr)))?;
+    std_listener.set_nonblocking(true).map_err(|e| LoadError(e.to_string()))?;
+    let local = std_listener.local_addr().map_err(|e| LoadError(e.to_string()))?;
+    let tls = server.certificate.as_deref().zip(server.key.as_deref());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    if let Some(q) = &quick {
+        quickstart::print_banner(q, local, &loaded);
+    }
+    // A line tests and scripts wait for.
+    println!("docker-token-server listening on {scheme}://{local}");
+    tracing::info!(addr = %local, tls = tls.is_some(), "listening");
+    match tls {
+        Some((cert, key)) => serve_tls(std_listener, cert, key, app).await,
+        None => {
+            if !local.ip().is_loopback() {
+                tracing::warn!("serving plain HTTP on a non-loopback address: put TLS in front, or set server.certificate/key");
+            }
+            let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|e| LoadError(e.to_string()))?;
+            axum::serve(listener, serve_with_connect_info(app))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| LoadError(format!("server error: {e}")))
+        }
+    }
+}
+
+async fn serve_tls(listener: std::net::TcpListener, cert: &Path, key: &Path, app: Router) -> Result<(), LoadError> {
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+        .await
+        .map_err(|e| LoadError(format!("server.certificate/key: {e}")))?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        h.graceful_shutdown(Some(Duration::from_secs(10)));
+    });
+    axum_server::from_tcp_rustls(listener, config)
+        .handle(handle)
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+        .await
+        .map_err(|e| LoadError(format!("server error: {e}")))
+}
+
+async fn serve_unix(path: &str, app: Router) -> Result<(), LoadError> {
+    let _ = std::fs::remove_file(path);
+    let listener =
+        tokio::net::UnixListener::bind(path).map_err(|e| LoadError(format!("server.addr: cannot bind {path}: {e}")))?;
+    println!("docker-token-server listening on unix:{path}");
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| LoadError(format!("server error: {e}")))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, idempotently: the real peers (Debian packages), and
+# cargo-nextest. Safe to run again; does nothing that is already done.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(
+  docker-registry   # the registry the tokens are for (2.8.2)
+  skopeo            # containers/image client (1.9.3)
+  podman            # podman login
+  slapd ldap-utils  # OpenLDAP for docker-token-ldap
+  jq
+)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-peers: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  # slapd asks debconf questions; we never use its system instance.
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The system slapd instance is not used by the tests (they start their own on free ports).
+
+if ! command -v docker >/dev/null 2>&1; then
+  echo "install-peers: installing the docker CLI (docker.io; its daemon is not started)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+fi
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "install-peers: installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+echo "install-peers: ok"
