@@ -283,3 +283,158 @@ impl std::fmt::Display for DisplayAccess<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use http::HeaderValue;
+
+    use super::*;
+    use crate::acl::{Acl, AclEntry};
+    use crate::keys::{Algorithm, KeySet, SigningKey};
+    use crate::static_users::UsersConfig;
+    use crate::{Authenticator, BackendError, LoginAttempt, StaticUsers};
+
+    fn acl() -> Acl {
+        let entries: Vec<AclEntry> = serde_json::from_value(serde_json::json!([
+            {"match": {"account": "alice", "name": "${labels:team}/*"}, "actions": ["*"], "comment": "team"},
+            {"match": {"account": "", "name": "demo/*"}, "actions": ["pull"], "comment": "anonymous pull"},
+            {"match": {"name": "secret/*"}, "actions": [], "comment": "nobody"}
+        ]))
+        .unwrap();
+        Acl::new(entries).unwrap()
+    }
+
+    fn service(anonymous: bool) -> TokenService {
+        let mut users = serde_json::json!({
+            "alice": {"password": bcrypt::hash("pw", 4).unwrap(), "labels": {"team": ["demo"]}}
+        });
+        if anonymous {
+            users[""] = serde_json::json!({});
+        }
+        let users: UsersConfig = serde_json::from_value(users).unwrap();
+        let key = SigningKey::generate(Algorithm::ES256, "test").unwrap().key;
+        let issuer = TokenIssuer::new("test-issuer", Duration::from_secs(300), KeySet::new(key));
+        TokenService::builder(issuer)
+            .authenticators(AuthenticatorChain::new().with(StaticUsers::from_config(&users).unwrap()))
+            .authorizers(AuthorizerChain::new().with(acl()))
+            .build()
+    }
+
+    fn basic(user: &str, pw: &str) -> HeaderValue {
+        use base64::Engine;
+        let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pw}"));
+        HeaderValue::from_str(&format!("Basic {v}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn issues_a_verifiable_token_with_per_scope_grants() {
+        let s = service(false);
+        let req = TokenRequest::from_query(
+            "service=reg&scope=repository:demo/app:push,pull&scope=repository:other/x:pull&scope=repository:secret/y:pull",
+            Some(&basic("alice", "pw")),
+            None,
+        )
+        .unwrap();
+        let issued = s.issue(&req).await.unwrap();
+        assert_eq!(issued.account, "alice");
+        assert_eq!(issued.authenticator.as_deref(), Some("static"));
+        let got: Vec<(&str, Vec<String>)> = issued.access.iter().map(|a| (a.name.as_str(), a.actions.clone())).collect();
+        assert_eq!(
+            got,
+            vec![("demo/app", vec!["pull".to_owned(), "push".to_owned()]), ("other/x", vec![]), ("secret/y", vec![])]
+        );
+        let data = s.issuer().keys().verify(&issued.response.token, "reg", "test-issuer").unwrap();
+        assert_eq!(data.claims["sub"], "alice");
+        assert_eq!(data.claims["jti"], issued.jti.as_str());
+        assert_eq!(data.claims["access"][0]["actions"], serde_json::json!(["pull", "push"]));
+        assert_eq!(issued.response.access_token, issued.response.token);
+    }
+
+    #[tokio::test]
+    async fn login_without_scope_gets_an_empty_access_token() {
+        let s = service(false);
+        let req = TokenRequest::from_query("service=reg&account=alice&client_id=docker&offline_token=true", Some(&basic("alice", "pw")), None)
+            .unwrap();
+        let issued = s.issue(&req).await.unwrap();
+        assert!(issued.access.is_empty());
+        assert!(issued.response.refresh_token.is_none(), "no refresh tokens until they are implemented");
+    }
+
+    #[tokio::test]
+    async fn bad_credentials_are_401_with_basic_challenge() {
+        let s = service(true);
+        for h in [basic("alice", "wrong"), basic("mallory", "pw")] {
+            let req = TokenRequest::from_query("service=reg", Some(&h), None).unwrap();
+            let err = s.issue(&req).await.unwrap_err();
+            assert!(matches!(err, Error::Unauthorized), "{err:?}");
+            let (status, headers, body) = s.error_response(&err);
+            assert_eq!(status, 401);
+            assert_eq!(headers[http::header::WWW_AUTHENTICATE], "Basic realm=\"test-issuer\"");
+            assert!(String::from_utf8(body).unwrap().contains("UNAUTHORIZED"));
+        }
+    }
+
+    #[tokio::test]
+    async fn anonymous_needs_the_empty_user_entry() {
+        let req = TokenRequest::from_query("service=reg&scope=repository:demo/app:pull,push", None, None).unwrap();
+        let issued = service(true).issue(&req).await.unwrap();
+        assert_eq!(issued.account, "");
+        assert_eq!(issued.access[0].actions, vec!["pull".to_owned()]);
+        assert!(matches!(service(false).issue(&req).await.unwrap_err(), Error::Unauthorized));
+    }
+
+    #[tokio::test]
+    async fn refresh_grant_is_unsupported_for_now() {
+        let req = TokenRequest::from_form(b"grant_type=refresh_token&refresh_token=abc&service=reg&client_id=x", None, None).unwrap();
+        let err = service(true).issue(&req).await.unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert_eq!(err.code(), "UNSUPPORTED");
+    }
+
+    #[tokio::test]
+    async fn explain_names_the_deciding_rule() {
+        let s = service(true);
+        let scopes = crate::scope::parse_scopes(["repository:demo/a:pull,push repository:zzz:pull repository:secret/s:pull"]).unwrap();
+        let alice = Identity::new("alice").with_labels([("team".to_owned(), vec!["demo".to_owned()])].into());
+        let d = s.explain(&alice, "reg", None, &scopes).await.unwrap();
+        assert_eq!(d[0].rule.as_ref().map(|r| r.index), Some(0));
+        assert_eq!(d[0].granted, vec!["pull", "push"]);
+        assert_eq!(d[0].authorizer.as_deref(), Some("acl"));
+        assert_eq!(d[1].rule, None);
+        assert!(d[1].granted.is_empty());
+        assert_eq!(d[2].rule.as_ref().and_then(|r| r.comment.as_deref()), Some("nobody"));
+        let anon = s.explain(&Identity::anonymous(), "reg", None, &scopes).await.unwrap();
+        assert_eq!(anon[0].granted, vec!["pull"]);
+    }
+
+    struct Down;
+
+    #[async_trait]
+    impl Authenticator for Down {
+        fn name(&self) -> &str {
+            "ldap"
+        }
+        async fn authenticate(&self, _: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
+            Err(BackendError::unavailable("ldap", "connection refused"))
+        }
+        async fn ready(&self) -> Result<(), BackendError> {
+            Err(BackendError::unavailable("ldap", "connection refused"))
+        }
+    }
+
+    #[tokio::test]
+    async fn unreachable_backend_is_503_not_401() {
+        let key = SigningKey::generate(Algorithm::ES256, "t").unwrap().key;
+        let s = TokenService::builder(TokenIssuer::new("i", Duration::from_secs(60), KeySet::new(key)))
+            .authenticators(AuthenticatorChain::new().with(Down))
+            .build();
+        let req = TokenRequest::from_query("service=reg", Some(&basic("bob", "pw")), None).unwrap();
+        let err = s.issue(&req).await.unwrap_err();
+        assert_eq!(err.status(), 503);
+        assert_eq!(err.code(), "UNAVAILABLE");
+        assert!(s.ready().await.is_err());
+    }
+}

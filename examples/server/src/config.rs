@@ -117,6 +117,8 @@ impl std::error::Error for LoadError {}
 /// Everything built from a valid file, ready to serve.
 #[derive(Debug)]
 pub(crate) struct Loaded {
+    /// Where the configuration came from (a path, or "embedded default").
+    pub(crate) origin: String,
     /// The parsed file.
     pub(crate) file: FileConfig,
     /// The static users (from `users` and `htpasswd_file`), if any.
@@ -227,7 +229,7 @@ impl FileConfig {
         if acl.is_none() {
             return Err(err(&"no authorization backend configured: add `acl:` (`acl: []` denies everything)"));
         }
-        Ok(Loaded { file: self, users, acl })
+        Ok(Loaded { origin: origin.to_owned(), file: self, users, acl })
     }
 }
 

@@ -22,7 +22,7 @@ pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> 
         .file
         .token
         .build_issuer()
-        .map_err(|e| LoadError(format!("token: {}", display_chain(&e))))?;
+        .map_err(|e| LoadError(format!("{}: token: {}", loaded.origin, display_chain(&e))))?;
     let mut authn = AuthenticatorChain::new();
     if let Some(users) = &loaded.users {
         authn.push(Arc::new(users.clone()));
