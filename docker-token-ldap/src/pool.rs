@@ -36,16 +36,23 @@ pub(crate) fn is_connection_lost(e: &LdapError) -> bool {
 
 /// Maps a transport-level error to the backend error the server answers with.
 pub(crate) fn transport_error(what: &str, e: &LdapError) -> BackendError {
-    match e {
-        LdapError::Timeout { .. } => {
+    // tokio-rustls reports handshake failures as io::Error wrapping the rustls::Error
+    let tls = match e {
+        LdapError::Rustls { source } => Some(source),
+        LdapError::Io { source } => source
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match (e, tls) {
+        (_, Some(rustls::Error::InvalidCertificate(c))) => BackendError::misconfigured(
+            BACKEND,
+            format!("{what}: the server's TLS certificate was rejected: {c:?}"),
+        ),
+        (LdapError::Timeout { .. }, _) => {
             BackendError::unavailable(BACKEND, format!("{what}: timed out"))
         }
-        LdapError::Rustls {
-            source: rustls::Error::InvalidCertificate(c),
-        } => {
-            BackendError::misconfigured(BACKEND, format!("{what}: TLS certificate rejected: {c:?}"))
-        }
-        e => BackendError::unavailable(BACKEND, format!("{what}: {e}")),
+        (e, _) => BackendError::unavailable(BACKEND, format!("{what}: {e}")),
     }
 }
 
