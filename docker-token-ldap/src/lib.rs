@@ -57,6 +57,13 @@
 //! connection and binds it back as the service account (two round trips; a connection that
 //! cannot be re-bound is closed); `fresh` opens a new connection per login like docker_auth.
 //! Dead pooled connections (a restarted server) are detected and replaced transparently.
+//!
+//! Measured against the test slapd (2 cores, debug build of this crate; 2000 logins as bursts
+//! of 200 concurrent requests, 3/4 good and 1/4 wrong passwords, `pool_size: 4`, the
+//! `measure_user_bind_strategies` test): `pooled` ≈ 6 700–8 000 logins/s (8 connections in
+//! total), `rebind` ≈ 4 500–5 200/s (4 connections, one extra round trip per login), `fresh`
+//! ≈ 3 500/s over plain LDAP and ≈ 1 100/s over LDAPS (a connection and, with TLS, a
+//! handshake per login). All three pass the same correctness test.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
@@ -372,12 +379,11 @@ impl LdapAuthenticator {
                 ))
             }
             UserBind::Fresh => {
-                let mut ldap = self.connector.connect(None).await?;
-                let r = ldap
-                    .with_timeout(self.connector.op_timeout)
-                    .simple_bind(dn, password.expose())
-                    .await;
-                let _ = ldap.with_timeout(self.connector.op_timeout).unbind().await;
+                // a new connection per login, but still within the bind pool's slots
+                let mut conn = self.binds.checkout_new().await?;
+                let r = conn.op().simple_bind(dn, password.expose()).await;
+                let _ = conn.op().unbind().await;
+                drop(conn);
                 match r {
                     Ok(r) => bind_outcome(r.rc),
                     Err(e) => Err(transport_error("user bind", &e)),
@@ -548,3 +554,6 @@ impl Authenticator for LdapAuthenticator {
         search::ping(pool).await
     }
 }
+
+#[cfg(test)]
+mod tests;

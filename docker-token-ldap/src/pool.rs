@@ -315,6 +315,13 @@ impl Pool {
         }
     }
 
+    fn take_idle(&self) -> Option<Ldap> {
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    }
+
     /// Idle connections held.
     pub(crate) fn idle_count(&self) -> usize {
         self.idle
@@ -330,6 +337,16 @@ impl Pool {
 
     /// Takes an idle connection or opens one, waiting at most `wait` for a free slot.
     pub(crate) async fn checkout(&self) -> Result<Pooled<'_>, BackendError> {
+        self.checkout_inner(true).await
+    }
+
+    /// Opens a new connection in a free slot, ignoring idle ones; the caller should drop it
+    /// rather than [`release`](Pooled::release) it (the `fresh` user-bind strategy).
+    pub(crate) async fn checkout_new(&self) -> Result<Pooled<'_>, BackendError> {
+        self.checkout_inner(false).await
+    }
+
+    async fn checkout_inner(&self, reuse: bool) -> Result<Pooled<'_>, BackendError> {
         let slot = match tokio::time::timeout(self.wait, self.slots.acquire()).await {
             Ok(Ok(slot)) => slot,
             Ok(Err(_)) => return Err(BackendError::internal(BACKEND, "connection pool closed")),
@@ -340,26 +357,16 @@ impl Pool {
                 ));
             }
         };
-        loop {
-            let next = self
-                .idle
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .pop();
-            match next {
-                Some(mut ldap) => {
-                    if !ldap.is_closed() {
-                        return Ok(Pooled {
-                            pool: self,
-                            ldap,
-                            fresh: false,
-                            _slot: slot,
-                        });
-                    }
-                    // the server closed it: drop it and look again
-                }
-                None => break,
+        while let Some(mut ldap) = reuse.then(|| self.take_idle()).flatten() {
+            if !ldap.is_closed() {
+                return Ok(Pooled {
+                    pool: self,
+                    ldap,
+                    fresh: false,
+                    _slot: slot,
+                });
             }
+            // the server closed it: drop it and look again
         }
         let bind = self.bind.as_ref().map(|(dn, pw)| (dn.as_str(), pw));
         let ldap = self.connector.connect(bind).await?;
