@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 pub use tempfile::TempDir;
 
+pub mod slapd;
+
 /// How to install every peer at once.
 pub const INSTALL_ALL: &str = "./scripts/install-peers.sh";
 

@@ -1,0 +1,160 @@
+//! Searches and binds on pooled connections, with result codes mapped to outcomes.
+
+use docker_token_core::BackendError;
+use ldap3::exop::WhoAmI;
+use ldap3::{LdapError, ResultEntry, Scope, SearchOptions, SearchResult};
+
+use crate::labels::Attrs;
+use crate::pool::{BACKEND, Pool, Pooled, is_connection_lost, transport_error};
+
+/// One entry: its DN and its (UTF-8) attribute values.
+pub(crate) type Entry = (String, Attrs);
+
+/// Decodes a search result entry without panicking on malformed input (ldap3's
+/// `SearchEntry::construct` panics). Binary values are skipped.
+fn parse_entry(re: ResultEntry) -> Option<Entry> {
+    let mut parts = re.0.match_id(4)?.expect_constructed()?.into_iter();
+    let dn = String::from_utf8(parts.next()?.expect_primitive()?).ok()?;
+    let mut attrs = Attrs::new();
+    for attribute in parts.next()?.expect_constructed()? {
+        let mut av = attribute.expect_constructed()?.into_iter();
+        let name = String::from_utf8(av.next()?.expect_primitive()?).ok()?;
+        let values = av
+            .next()?
+            .expect_constructed()?
+            .into_iter()
+            .filter_map(|v| v.expect_primitive())
+            .filter_map(|v| String::from_utf8(v).ok());
+        attrs.entry(name).or_default().extend(values);
+    }
+    Some((dn, attrs))
+}
+
+/// What a search returned: the entries (referrals and malformed entries dropped) and the
+/// result code.
+pub(crate) struct Found {
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) rc: u32,
+}
+
+/// Runs one search on a checked-out connection.
+pub(crate) async fn search_on(
+    conn: &mut Pooled<'_>,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[String],
+    size_limit: i32,
+) -> Result<Found, LdapError> {
+    let SearchResult(raw, result) = conn
+        .op()
+        .with_search_options(SearchOptions::new().sizelimit(size_limit))
+        .search(base, scope, filter, attrs)
+        .await?;
+    let entries = raw
+        .into_iter()
+        .filter(|re| !re.is_ref() && !re.is_intermediate())
+        .filter_map(parse_entry)
+        .collect();
+    Ok(Found {
+        entries,
+        rc: result.rc,
+    })
+}
+
+/// Checks a search's result code: success, size limit (we ask for few entries on purpose)
+/// and referrals (ignored) are fine; everything else is an error.
+pub(crate) fn check_search_rc(what: &str, base: &str, rc: u32) -> Result<(), BackendError> {
+    match rc {
+        0 | 4 | 10 => Ok(()),
+        32 => Err(BackendError::misconfigured(
+            BACKEND,
+            format!("{what}: the base {base:?} does not exist"),
+        )),
+        51 | 52 => Err(BackendError::unavailable(
+            BACKEND,
+            format!("{what}: server busy or unavailable (result code {rc})"),
+        )),
+        50 => Err(BackendError::misconfigured(
+            BACKEND,
+            format!("{what}: insufficient access rights (result code 50)"),
+        )),
+        rc => Err(BackendError::misconfigured(
+            BACKEND,
+            format!("{what}: search failed with result code {rc}"),
+        )),
+    }
+}
+
+/// Runs a search on a connection from `pool`, retrying once on a fresh connection when a
+/// pooled one turns out to be dead (the server restarted or closed it).
+pub(crate) async fn search(
+    pool: &Pool,
+    what: &str,
+    base: &str,
+    filter: &str,
+    attrs: &[String],
+    size_limit: i32,
+) -> Result<Vec<Entry>, BackendError> {
+    for attempt in 0..2 {
+        let mut conn = pool.checkout().await?;
+        match search_on(&mut conn, base, Scope::Subtree, filter, attrs, size_limit).await {
+            Ok(found) => {
+                conn.release();
+                check_search_rc(what, base, found.rc)?;
+                return Ok(found.entries);
+            }
+            Err(e) if attempt == 0 && !conn.fresh && is_connection_lost(&e) => {
+                tracing::debug!(error = %e, "pooled LDAP connection was dead; retrying on a new one");
+            }
+            Err(e) => return Err(transport_error(what, &e)),
+        }
+    }
+    Err(BackendError::unavailable(
+        BACKEND,
+        format!("{what}: connection lost twice"),
+    ))
+}
+
+/// What a user's bind said.
+pub(crate) fn bind_outcome(rc: u32) -> Result<bool, BackendError> {
+    match rc {
+        0 => Ok(true),
+        // invalidCredentials, inappropriateAuthentication, unwillingToPerform (e.g. empty or
+        // disabled), constraintViolation (password policy lockout)
+        49 | 48 | 53 | 19 => Ok(false),
+        51 | 52 => Err(BackendError::unavailable(
+            BACKEND,
+            format!("user bind: server busy or unavailable (result code {rc})"),
+        )),
+        rc => Err(BackendError::internal(
+            BACKEND,
+            format!("user bind: unexpected result code {rc}"),
+        )),
+    }
+}
+
+/// A cheap round trip (WhoAmI) on a pooled connection.
+pub(crate) async fn ping(pool: &Pool) -> Result<(), BackendError> {
+    for attempt in 0..2 {
+        let mut conn = pool.checkout().await?;
+        match conn.op().extended(WhoAmI).await {
+            Ok(res) if res.1.rc == 0 => {
+                conn.release();
+                return Ok(());
+            }
+            Ok(res) => {
+                return Err(BackendError::misconfigured(
+                    BACKEND,
+                    format!("WhoAmI failed with result code {}", res.1.rc),
+                ));
+            }
+            Err(e) if attempt == 0 && !conn.fresh && is_connection_lost(&e) => {}
+            Err(e) => return Err(transport_error("readiness check", &e)),
+        }
+    }
+    Err(BackendError::unavailable(
+        BACKEND,
+        "readiness check: connection lost twice",
+    ))
+}
