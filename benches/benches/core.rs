@@ -13,7 +13,9 @@ use docker_token_core::request::TokenRequest;
 use docker_token_core::scope::parse_scopes;
 use docker_token_core::static_users::UsersConfig;
 use docker_token_core::token::{AccessEntry, TokenIssuer};
-use docker_token_core::{AuthenticatorChain, AuthorizerChain, AuthzRequest, Identity, Scope, StaticUsers, TokenService};
+use docker_token_core::{
+    AuthenticatorChain, AuthorizerChain, AuthzRequest, Identity, Scope, StaticUsers, TokenService,
+};
 
 fn acl(rules: usize) -> Acl {
     let mut entries: Vec<serde_json::Value> = (0..rules.saturating_sub(1))
@@ -24,15 +26,21 @@ fn acl(rules: usize) -> Acl {
         })
         .collect();
     entries.push(serde_json::json!({"match": {"account": "alice", "name": "${labels:team}/*"}, "actions": ["*"], "comment": "last"}));
-    let entries: Vec<AclEntry> = serde_json::from_value(serde_json::Value::Array(entries)).expect("entries");
+    let entries: Vec<AclEntry> =
+        serde_json::from_value(serde_json::Value::Array(entries)).expect("entries");
     Acl::new(entries).expect("acl")
 }
 
 fn bench_scope(c: &mut Criterion) {
     let mut g = c.benchmark_group("scope");
-    g.bench_function("parse one", |b| b.iter(|| Scope::parse(black_box("repository:library/alpine:pull,push"))));
+    g.bench_function("parse one", |b| {
+        b.iter(|| Scope::parse(black_box("repository:library/alpine:pull,push")))
+    });
     g.bench_function("parse_scopes 3 (host:port, dup)", |b| {
-        let v = ["repository:myhost:5000/team/app:push,pull repository:team/base:pull", "repository:team/base:pull"];
+        let v = [
+            "repository:myhost:5000/team/app:push,pull repository:team/base:pull",
+            "repository:team/base:pull",
+        ];
         b.iter(|| parse_scopes(black_box(v)))
     });
     g.finish();
@@ -40,13 +48,19 @@ fn bench_scope(c: &mut Criterion) {
 
 fn bench_acl(c: &mut Criterion) {
     let mut g = c.benchmark_group("acl evaluate (match on the last rule)");
-    let identity = Identity::new("alice").with_labels([("team".to_owned(), vec!["demo".to_owned()])].into());
+    let identity =
+        Identity::new("alice").with_labels([("team".to_owned(), vec!["demo".to_owned()])].into());
     let scope = Scope::new("repository", "demo/app", ["pull", "push"]);
     for n in [10, 1000] {
         let acl = acl(n);
         g.bench_function(format!("{n} rules"), |b| {
             b.iter(|| {
-                let req = AuthzRequest { identity: &identity, service: "registry", client_ip: None, scope: &scope };
+                let req = AuthzRequest {
+                    identity: &identity,
+                    service: "registry",
+                    client_ip: None,
+                    scope: &scope,
+                };
                 let grant = acl.evaluate(black_box(&req)).expect("match");
                 assert_eq!(grant.actions.len(), 2);
                 grant
@@ -57,7 +71,11 @@ fn bench_acl(c: &mut Criterion) {
 }
 
 fn access() -> Vec<AccessEntry> {
-    vec![AccessEntry::new("repository", "library/alpine", vec!["pull".to_owned(), "push".to_owned()])]
+    vec![AccessEntry::new(
+        "repository",
+        "library/alpine",
+        vec!["pull".to_owned(), "push".to_owned()],
+    )]
 }
 
 fn bench_mint(c: &mut Criterion) {
@@ -65,28 +83,47 @@ fn bench_mint(c: &mut Criterion) {
     for alg in [Algorithm::ES256, Algorithm::RS256] {
         let generated = SigningKey::generate(alg, "bench").expect("key");
         let pem = generated.key_pem.expose().as_bytes().to_vec();
-        let issuer = TokenIssuer::new("bench", Duration::from_secs(300), KeySet::new(generated.key));
+        let issuer = TokenIssuer::new(
+            "bench",
+            Duration::from_secs(300),
+            KeySet::new(generated.key),
+        );
         let access = access();
         g.bench_function(format!("{} pre-parsed (ours)", alg.as_str()), |b| {
-            b.iter(|| issuer.issue(black_box("alice"), "registry", &access).expect("issue"))
+            b.iter(|| {
+                issuer
+                    .issue(black_box("alice"), "registry", &access)
+                    .expect("issue")
+            })
         });
         // baseline: jsonwebtoken with a key object built once
         let (key, jalg) = match alg {
-            Algorithm::ES256 => (jsonwebtoken::EncodingKey::from_ec_pem(&pem).expect("ec"), jsonwebtoken::Algorithm::ES256),
-            _ => (jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("rsa"), jsonwebtoken::Algorithm::RS256),
+            Algorithm::ES256 => (
+                jsonwebtoken::EncodingKey::from_ec_pem(&pem).expect("ec"),
+                jsonwebtoken::Algorithm::ES256,
+            ),
+            _ => (
+                jsonwebtoken::EncodingKey::from_rsa_pem(&pem).expect("rsa"),
+                jsonwebtoken::Algorithm::RS256,
+            ),
         };
         let header = jsonwebtoken::Header::new(jalg);
         let claims = serde_json::json!({"iss":"bench","sub":"alice","aud":"registry","exp":2_000_000_000u64,"nbf":1u64,"iat":1u64,"jti":"x","access":access});
-        g.bench_function(format!("{} jsonwebtoken::encode (baseline)", alg.as_str()), |b| {
-            b.iter(|| jsonwebtoken::encode(black_box(&header), &claims, &key).expect("encode"))
-        });
+        g.bench_function(
+            format!("{} jsonwebtoken::encode (baseline)", alg.as_str()),
+            |b| b.iter(|| jsonwebtoken::encode(black_box(&header), &claims, &key).expect("encode")),
+        );
     }
     g.finish();
 }
 
 fn bench_service(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-    let key = SigningKey::generate(Algorithm::ES256, "bench").expect("key").key;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let key = SigningKey::generate(Algorithm::ES256, "bench")
+        .expect("key")
+        .key;
     let issuer = TokenIssuer::new("bench", Duration::from_secs(300), KeySet::new(key));
     let users: UsersConfig = serde_json::from_value(serde_json::json!({
         "alice": {"password": bcrypt::hash("secret", 5).expect("hash"), "labels": {"team": ["demo"]}},
@@ -94,25 +131,39 @@ fn bench_service(c: &mut Criterion) {
     }))
     .expect("users");
     let service = TokenService::builder(issuer)
-        .authenticators(AuthenticatorChain::new().with(StaticUsers::from_config(&users).expect("users")))
+        .authenticators(
+            AuthenticatorChain::new().with(StaticUsers::from_config(&users).expect("users")),
+        )
         .authorizers(AuthorizerChain::new().with(acl(20)))
         .build();
     let basic = http::HeaderValue::from_static("Basic YWxpY2U6c2VjcmV0"); // alice:secret
     let mut g = c.benchmark_group("TokenService::issue (ES256, 20-rule ACL)");
     g.bench_function("anonymous (baseline, no bcrypt)", |b| {
-        let req = TokenRequest::from_query("service=registry&scope=repository:demo/app:pull", None, None).expect("req");
+        let req = TokenRequest::from_query(
+            "service=registry&scope=repository:demo/app:pull",
+            None,
+            None,
+        )
+        .expect("req");
         b.iter(|| rt.block_on(service.issue(black_box(&req))).expect("issue"))
     });
     g.bench_function("static user, bcrypt cost 5", |b| {
-        let req = TokenRequest::from_query("service=registry&scope=repository:demo/app:pull,push", Some(&basic), None)
-            .expect("req");
+        let req = TokenRequest::from_query(
+            "service=registry&scope=repository:demo/app:pull,push",
+            Some(&basic),
+            None,
+        )
+        .expect("req");
         b.iter(|| rt.block_on(service.issue(black_box(&req))).expect("issue"))
     });
     g.finish();
 }
 
 fn config() -> Criterion {
-    Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(30)
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
 }
 
 criterion_group! { name = benches; config = config(); targets = bench_scope, bench_acl, bench_mint, bench_service }

@@ -22,7 +22,9 @@ pub enum ClientIpError {
     #[error("client address not provided: header {0} is missing")]
     MissingHeader(String),
     /// `real_ip_pos` points outside the header's list.
-    #[error("client address not provided: header {header} has {len} entries, position {position} is out of range")]
+    #[error(
+        "client address not provided: header {header} has {len} entries, position {position} is out of range"
+    )]
     OutOfRange {
         /// The header name.
         header: String,
@@ -53,7 +55,9 @@ impl ClientIpConfig {
             header: Some(header),
             position,
             trusted_proxies: vec![
-                "127.0.0.0/8".parse().unwrap_or_else(|_| IpNet::from(IpAddr::from([127, 0, 0, 1]))),
+                "127.0.0.0/8"
+                    .parse()
+                    .unwrap_or_else(|_| IpNet::from(IpAddr::from([127, 0, 0, 1]))),
                 IpNet::from(IpAddr::from(std::net::Ipv6Addr::LOCALHOST)),
             ],
         }
@@ -68,8 +72,14 @@ impl ClientIpConfig {
 
     /// Determines the client address. `peer` is `None` on a Unix socket, whose peer is
     /// always a local proxy and therefore trusted.
-    pub fn resolve(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> Result<Option<IpAddr>, ClientIpError> {
-        let Some(name) = &self.header else { return Ok(peer) };
+    pub fn resolve(
+        &self,
+        peer: Option<IpAddr>,
+        headers: &HeaderMap,
+    ) -> Result<Option<IpAddr>, ClientIpError> {
+        let Some(name) = &self.header else {
+            return Ok(peer);
+        };
         if let Some(ip) = peer {
             let ip = canonical(ip);
             if !self.trusted_proxies.iter().any(|n| n.contains(&ip)) {
@@ -94,9 +104,15 @@ impl ClientIpConfig {
             Some(self.position.unsigned_abs()).filter(|&i| i < len)
         };
         let Some(entry) = index.and_then(|i| values.get(i)) else {
-            return Err(ClientIpError::OutOfRange { header: name.to_string(), len, position: self.position });
+            return Err(ClientIpError::OutOfRange {
+                header: name.to_string(),
+                len,
+                position: self.position,
+            });
         };
-        parse_ip(entry).map(|ip| Some(canonical(ip))).ok_or_else(|| ClientIpError::Invalid(name.to_string()))
+        parse_ip(entry)
+            .map(|ip| Some(canonical(ip)))
+            .ok_or_else(|| ClientIpError::Invalid(name.to_string()))
     }
 }
 
@@ -104,7 +120,11 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
     s.parse::<IpAddr>()
         .ok()
         .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
-        .or_else(|| s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).and_then(|r| r.parse().ok()))
+        .or_else(|| {
+            s.strip_prefix('[')
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|r| r.parse().ok())
+        })
 }
 
 /// IPv4-mapped IPv6 (`::ffff:1.2.3.4`) becomes plain IPv4.
@@ -134,16 +154,26 @@ mod tests {
     #[test]
     fn peer_only_by_default() {
         let c = ClientIpConfig::peer();
-        assert_eq!(c.resolve(Some(ip("10.0.0.1")), &headers(&["1.2.3.4"])).unwrap(), Some(ip("10.0.0.1")));
+        assert_eq!(
+            c.resolve(Some(ip("10.0.0.1")), &headers(&["1.2.3.4"]))
+                .unwrap(),
+            Some(ip("10.0.0.1"))
+        );
     }
 
     #[test]
     fn header_from_trusted_proxy_with_positions() {
         let c = ClientIpConfig::from_header(HeaderName::from_static("x-forwarded-for"), -1);
         let h = headers(&["1.1.1.1, 2.2.2.2", "3.3.3.3"]);
-        assert_eq!(c.resolve(Some(ip("127.0.0.1")), &h).unwrap(), Some(ip("3.3.3.3")));
+        assert_eq!(
+            c.resolve(Some(ip("127.0.0.1")), &h).unwrap(),
+            Some(ip("3.3.3.3"))
+        );
         let c0 = ClientIpConfig::from_header(HeaderName::from_static("x-forwarded-for"), 0);
-        assert_eq!(c0.resolve(Some(ip("::1")), &h).unwrap(), Some(ip("1.1.1.1")));
+        assert_eq!(
+            c0.resolve(Some(ip("::1")), &h).unwrap(),
+            Some(ip("1.1.1.1"))
+        );
         let c2 = ClientIpConfig::from_header(HeaderName::from_static("x-forwarded-for"), -3);
         assert_eq!(c2.resolve(None, &h).unwrap(), Some(ip("1.1.1.1")));
     }
@@ -151,7 +181,11 @@ mod tests {
     #[test]
     fn untrusted_peer_cannot_spoof() {
         let c = ClientIpConfig::from_header(HeaderName::from_static("x-forwarded-for"), 0);
-        assert_eq!(c.resolve(Some(ip("203.0.113.9")), &headers(&["127.0.0.1"])).unwrap(), Some(ip("203.0.113.9")));
+        assert_eq!(
+            c.resolve(Some(ip("203.0.113.9")), &headers(&["127.0.0.1"]))
+                .unwrap(),
+            Some(ip("203.0.113.9"))
+        );
     }
 
     #[test]
@@ -159,13 +193,29 @@ mod tests {
         let c = ClientIpConfig::from_header(HeaderName::from_static("x-forwarded-for"), 5);
         assert!(matches!(
             c.resolve(Some(ip("127.0.0.1")), &headers(&["1.1.1.1"])),
-            Err(ClientIpError::OutOfRange { len: 1, position: 5, .. })
+            Err(ClientIpError::OutOfRange {
+                len: 1,
+                position: 5,
+                ..
+            })
         ));
         let c = ClientIpConfig::from_header(HeaderName::from_static("x-forwarded-for"), -2);
-        assert!(matches!(c.resolve(None, &headers(&["1.1.1.1"])), Err(ClientIpError::OutOfRange { .. })));
-        assert!(matches!(c.resolve(None, &headers(&[])), Err(ClientIpError::MissingHeader(_))));
+        assert!(matches!(
+            c.resolve(None, &headers(&["1.1.1.1"])),
+            Err(ClientIpError::OutOfRange { .. })
+        ));
+        assert!(matches!(
+            c.resolve(None, &headers(&[])),
+            Err(ClientIpError::MissingHeader(_))
+        ));
         let c = ClientIpConfig::from_header(HeaderName::from_static("x-forwarded-for"), 0);
-        assert!(matches!(c.resolve(None, &headers(&["nonsense"])), Err(ClientIpError::Invalid(_))));
-        assert_eq!(c.resolve(None, &headers(&["[::ffff:1.2.3.4]:80"])).unwrap(), Some(ip("1.2.3.4")));
+        assert!(matches!(
+            c.resolve(None, &headers(&["nonsense"])),
+            Err(ClientIpError::Invalid(_))
+        ));
+        assert_eq!(
+            c.resolve(None, &headers(&["[::ffff:1.2.3.4]:80"])).unwrap(),
+            Some(ip("1.2.3.4"))
+        );
     }
 }

@@ -151,7 +151,10 @@ async fn token_endpoint(State(state): State<AppState>, request: Request) -> Resp
 async fn handle_token(state: AppState, request: Request) -> Response {
     let span = tracing::Span::current();
     let (parts, body) = request.into_parts();
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     let client_ip = match state.client_ip.resolve(peer, &parts.headers) {
         Ok(ip) => ip,
         Err(e) => {
@@ -176,7 +179,10 @@ async fn handle_token(state: AppState, request: Request) -> Response {
         let query = parts.uri.query().unwrap_or("");
         if query.len() > state.query_limit {
             span.record("outcome", "bad_request");
-            return error_response(&state.service, &Error::InvalidRequest("query string too long".to_owned()));
+            return error_response(
+                &state.service,
+                &Error::InvalidRequest("query string too long".to_owned()),
+            );
         }
         TokenRequest::from_query(query, authorization, client_ip)
     };
@@ -231,7 +237,9 @@ fn outcome_name(e: &Error) -> &'static str {
 
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     axum::body::to_bytes(body, limit).await.map_err(|_| {
-        let e = Error::InvalidRequest(format!("request body larger than {limit} bytes or unreadable"));
+        let e = Error::InvalidRequest(format!(
+            "request body larger than {limit} bytes or unreadable"
+        ));
         let (_, headers, body) = e.to_http("");
         (StatusCode::PAYLOAD_TOO_LARGE, headers, body).into_response()
     })
@@ -239,7 +247,10 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     (status, headers, body).into_response()
@@ -252,7 +263,10 @@ fn error_response(service: &TokenService, error: &Error) -> Response {
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    json_response(StatusCode::OK, state.service.jwks().to_string().into_bytes())
+    json_response(
+        StatusCode::OK,
+        state.service.jwks().to_string().into_bytes(),
+    )
 }
 
 async fn healthz() -> &'static str {

@@ -58,10 +58,14 @@ impl TokenConfig {
     /// Checks values that serde cannot (`expiration > 0`, a non-empty issuer).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.issuer.trim().is_empty() {
-            return Err(ConfigError::new("must not be empty").at("issuer").at("token"));
+            return Err(ConfigError::new("must not be empty")
+                .at("issuer")
+                .at("token"));
         }
         if self.expiration == 0 {
-            return Err(ConfigError::new("must be a positive number of seconds").at("expiration").at("token"));
+            return Err(ConfigError::new("must be a positive number of seconds")
+                .at("expiration")
+                .at("token"));
         }
         self.kid_style()?;
         Ok(())
@@ -72,7 +76,8 @@ impl TokenConfig {
     pub fn build_issuer(&self) -> Result<TokenIssuer, Error> {
         self.validate()?;
         let key_path = self.key.as_deref().ok_or_else(|| {
-            ConfigError::new("a signing key is required (token.key, or server.key as a fallback)").at("token")
+            ConfigError::new("a signing key is required (token.key, or server.key as a fallback)")
+                .at("token")
         })?;
         let mut key = SigningKey::from_files(key_path, self.certificate.as_deref())?;
         if let Some(alg) = self.algorithm {
@@ -82,8 +87,12 @@ impl TokenConfig {
         for path in &self.verify_certificates {
             keys = keys.with_verify_only(VerifyingKey::from_file(path)?);
         }
-        Ok(TokenIssuer::new(self.issuer.clone(), Duration::from_secs(self.expiration), keys)
-            .with_kid_style(self.kid_style()?))
+        Ok(TokenIssuer::new(
+            self.issuer.clone(),
+            Duration::from_secs(self.expiration),
+            keys,
+        )
+        .with_kid_style(self.kid_style()?))
     }
 }
 
@@ -97,7 +106,10 @@ mod tests {
 
     #[test]
     fn docker_auth_names_and_unknown_keys() {
-        let c = parse(r#"{"issuer":"Acme auth","expiration":900,"certificate":"/c.pem","key":"/k.pem"}"#).unwrap();
+        let c = parse(
+            r#"{"issuer":"Acme auth","expiration":900,"certificate":"/c.pem","key":"/k.pem"}"#,
+        )
+        .unwrap();
         assert_eq!(c.issuer, "Acme auth");
         assert_eq!(c.kid_style().unwrap(), KidStyle::Libtrust);
         c.validate().unwrap();
@@ -111,17 +123,31 @@ mod tests {
         assert_eq!(c.kid_style().unwrap(), KidStyle::Rfc7638);
         let c = parse(r#"{"issuer":"x","expiration":1,"kid_style":"rfc7638"}"#).unwrap();
         assert_eq!(c.kid_style().unwrap(), KidStyle::Rfc7638);
-        let c = parse(r#"{"issuer":"x","expiration":1,"kid_style":"libtrust","disable_legacy_key_id":true}"#).unwrap();
+        let c = parse(
+            r#"{"issuer":"x","expiration":1,"kid_style":"libtrust","disable_legacy_key_id":true}"#,
+        )
+        .unwrap();
         assert!(c.kid_style().is_err());
     }
 
     #[test]
     fn validation() {
         let c = parse(r#"{"issuer":"x","expiration":0}"#).unwrap();
-        assert_eq!(c.validate().unwrap_err().to_string(), "token.expiration: must be a positive number of seconds");
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "token.expiration: must be a positive number of seconds"
+        );
         let c = parse(r#"{"issuer":" ","expiration":5}"#).unwrap();
-        assert_eq!(c.validate().unwrap_err().to_string(), "token.issuer: must not be empty");
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "token.issuer: must not be empty"
+        );
         let c = parse(r#"{"issuer":"x","expiration":5}"#).unwrap();
-        assert!(c.build_issuer().unwrap_err().to_string().contains("signing key is required"));
+        assert!(
+            c.build_issuer()
+                .unwrap_err()
+                .to_string()
+                .contains("signing key is required")
+        );
     }
 }

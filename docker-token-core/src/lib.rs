@@ -18,8 +18,8 @@ mod identity;
 pub mod keys;
 pub mod request;
 pub mod scope;
-mod service;
 mod secret;
+mod service;
 pub mod static_users;
 pub mod token;
 

@@ -82,8 +82,17 @@ impl TokenServiceBuilder {
     /// Finishes the service.
     #[must_use]
     pub fn build(self) -> TokenService {
-        let realm = self.realm.unwrap_or_else(|| self.issuer.issuer().to_owned());
-        TokenService { inner: Arc::new(Inner { authn: self.authn, authz: self.authz, issuer: self.issuer, realm }) }
+        let realm = self
+            .realm
+            .unwrap_or_else(|| self.issuer.issuer().to_owned());
+        TokenService {
+            inner: Arc::new(Inner {
+                authn: self.authn,
+                authz: self.authz,
+                issuer: self.issuer,
+                realm,
+            }),
+        }
     }
 }
 
@@ -119,7 +128,12 @@ impl TokenService {
     /// Starts a builder with the token issuer; the chains start empty.
     #[must_use]
     pub fn builder(issuer: TokenIssuer) -> TokenServiceBuilder {
-        TokenServiceBuilder { authn: AuthenticatorChain::new(), authz: AuthorizerChain::new(), issuer, realm: None }
+        TokenServiceBuilder {
+            authn: AuthenticatorChain::new(),
+            authz: AuthorizerChain::new(),
+            issuer,
+            realm: None,
+        }
     }
 
     /// The token issuer (keys, issuer name, lifetime).
@@ -165,12 +179,22 @@ impl TokenService {
                 return Err(Error::Unauthorized);
             }
         };
-        let decisions = self.decide(&identity, &request.service, request.client_ip, &request.scopes).await?;
+        let decisions = self
+            .decide(
+                &identity,
+                &request.service,
+                request.client_ip,
+                &request.scopes,
+            )
+            .await?;
         let access: Vec<AccessEntry> = decisions
             .iter()
             .map(|d| AccessEntry::new(d.scope.resource_type(), d.scope.name(), d.granted.clone()))
             .collect();
-        let issued = self.inner.issuer.issue(&identity.account, &request.service, &access)?;
+        let issued = self
+            .inner
+            .issuer
+            .issue(&identity.account, &request.service, &access)?;
         let jti = issued.jti.clone();
         tracing::info!(
             target: "docker_token::audit",
@@ -183,7 +207,13 @@ impl TokenService {
             jti = %jti,
             "token issued"
         );
-        Ok(Issued { response: TokenResponse::from(issued), account: identity.account, authenticator, access, jti })
+        Ok(Issued {
+            response: TokenResponse::from(issued),
+            account: identity.account,
+            authenticator,
+            access,
+            jti,
+        })
     }
 
     /// Runs the authorization chain for an identity without authenticating: the same code
@@ -207,10 +237,14 @@ impl TokenService {
     ) -> Result<Vec<ScopeDecision>, Error> {
         let mut out = Vec::with_capacity(scopes.len());
         for scope in scopes {
-            let req = AuthzRequest { identity, service, client_ip, scope };
-            let d = self.inner.authz.decide(&req).await.map_err(|e| {
-                tracing::error!(backend = e.backend(), error = %crate::display_chain(&e), "authorization backend failed");
-                e
+            let req = AuthzRequest {
+                identity,
+                service,
+                client_ip,
+                scope,
+            };
+            let d = self.inner.authz.decide(&req).await.inspect_err(|e| {
+                tracing::error!(backend = e.backend(), error = %crate::display_chain(e), "authorization backend failed");
             })?;
             tracing::debug!(
                 account = %identity.account,
@@ -220,7 +254,12 @@ impl TokenService {
                 rule = ?d.rule.as_ref().map(|r| r.index),
                 "scope decided"
             );
-            out.push(ScopeDecision { scope: scope.clone(), granted: d.granted, authorizer: d.authorizer, rule: d.rule });
+            out.push(ScopeDecision {
+                scope: scope.clone(),
+                granted: d.granted,
+                authorizer: d.authorizer,
+                rule: d.rule,
+            });
         }
         Ok(out)
     }
@@ -318,7 +357,9 @@ mod tests {
         let key = SigningKey::generate(Algorithm::ES256, "test").unwrap().key;
         let issuer = TokenIssuer::new("test-issuer", Duration::from_secs(300), KeySet::new(key));
         TokenService::builder(issuer)
-            .authenticators(AuthenticatorChain::new().with(StaticUsers::from_config(&users).unwrap()))
+            .authenticators(
+                AuthenticatorChain::new().with(StaticUsers::from_config(&users).unwrap()),
+            )
             .authorizers(AuthorizerChain::new().with(acl()))
             .build()
     }
@@ -341,26 +382,48 @@ mod tests {
         let issued = s.issue(&req).await.unwrap();
         assert_eq!(issued.account, "alice");
         assert_eq!(issued.authenticator.as_deref(), Some("static"));
-        let got: Vec<(&str, Vec<String>)> = issued.access.iter().map(|a| (a.name.as_str(), a.actions.clone())).collect();
+        let got: Vec<(&str, Vec<String>)> = issued
+            .access
+            .iter()
+            .map(|a| (a.name.as_str(), a.actions.clone()))
+            .collect();
         assert_eq!(
             got,
-            vec![("demo/app", vec!["pull".to_owned(), "push".to_owned()]), ("other/x", vec![]), ("secret/y", vec![])]
+            vec![
+                ("demo/app", vec!["pull".to_owned(), "push".to_owned()]),
+                ("other/x", vec![]),
+                ("secret/y", vec![])
+            ]
         );
-        let data = s.issuer().keys().verify(&issued.response.token, "reg", "test-issuer").unwrap();
+        let data = s
+            .issuer()
+            .keys()
+            .verify(&issued.response.token, "reg", "test-issuer")
+            .unwrap();
         assert_eq!(data.claims["sub"], "alice");
         assert_eq!(data.claims["jti"], issued.jti.as_str());
-        assert_eq!(data.claims["access"][0]["actions"], serde_json::json!(["pull", "push"]));
+        assert_eq!(
+            data.claims["access"][0]["actions"],
+            serde_json::json!(["pull", "push"])
+        );
         assert_eq!(issued.response.access_token, issued.response.token);
     }
 
     #[tokio::test]
     async fn login_without_scope_gets_an_empty_access_token() {
         let s = service(false);
-        let req = TokenRequest::from_query("service=reg&account=alice&client_id=docker&offline_token=true", Some(&basic("alice", "pw")), None)
-            .unwrap();
+        let req = TokenRequest::from_query(
+            "service=reg&account=alice&client_id=docker&offline_token=true",
+            Some(&basic("alice", "pw")),
+            None,
+        )
+        .unwrap();
         let issued = s.issue(&req).await.unwrap();
         assert!(issued.access.is_empty());
-        assert!(issued.response.refresh_token.is_none(), "no refresh tokens until they are implemented");
+        assert!(
+            issued.response.refresh_token.is_none(),
+            "no refresh tokens until they are implemented"
+        );
     }
 
     #[tokio::test]
@@ -372,23 +435,39 @@ mod tests {
             assert!(matches!(err, Error::Unauthorized), "{err:?}");
             let (status, headers, body) = s.error_response(&err);
             assert_eq!(status, 401);
-            assert_eq!(headers[http::header::WWW_AUTHENTICATE], "Basic realm=\"test-issuer\"");
+            assert_eq!(
+                headers[http::header::WWW_AUTHENTICATE],
+                "Basic realm=\"test-issuer\""
+            );
             assert!(String::from_utf8(body).unwrap().contains("UNAUTHORIZED"));
         }
     }
 
     #[tokio::test]
     async fn anonymous_needs_the_empty_user_entry() {
-        let req = TokenRequest::from_query("service=reg&scope=repository:demo/app:pull,push", None, None).unwrap();
+        let req = TokenRequest::from_query(
+            "service=reg&scope=repository:demo/app:pull,push",
+            None,
+            None,
+        )
+        .unwrap();
         let issued = service(true).issue(&req).await.unwrap();
         assert_eq!(issued.account, "");
         assert_eq!(issued.access[0].actions, vec!["pull".to_owned()]);
-        assert!(matches!(service(false).issue(&req).await.unwrap_err(), Error::Unauthorized));
+        assert!(matches!(
+            service(false).issue(&req).await.unwrap_err(),
+            Error::Unauthorized
+        ));
     }
 
     #[tokio::test]
     async fn refresh_grant_is_unsupported_for_now() {
-        let req = TokenRequest::from_form(b"grant_type=refresh_token&refresh_token=abc&service=reg&client_id=x", None, None).unwrap();
+        let req = TokenRequest::from_form(
+            b"grant_type=refresh_token&refresh_token=abc&service=reg&client_id=x",
+            None,
+            None,
+        )
+        .unwrap();
         let err = service(true).issue(&req).await.unwrap_err();
         assert_eq!(err.status(), 400);
         assert_eq!(err.code(), "UNSUPPORTED");
@@ -397,16 +476,26 @@ mod tests {
     #[tokio::test]
     async fn explain_names_the_deciding_rule() {
         let s = service(true);
-        let scopes = crate::scope::parse_scopes(["repository:demo/a:pull,push repository:zzz:pull repository:secret/s:pull"]).unwrap();
-        let alice = Identity::new("alice").with_labels([("team".to_owned(), vec!["demo".to_owned()])].into());
+        let scopes = crate::scope::parse_scopes([
+            "repository:demo/a:pull,push repository:zzz:pull repository:secret/s:pull",
+        ])
+        .unwrap();
+        let alice = Identity::new("alice")
+            .with_labels([("team".to_owned(), vec!["demo".to_owned()])].into());
         let d = s.explain(&alice, "reg", None, &scopes).await.unwrap();
         assert_eq!(d[0].rule.as_ref().map(|r| r.index), Some(0));
         assert_eq!(d[0].granted, vec!["pull", "push"]);
         assert_eq!(d[0].authorizer.as_deref(), Some("acl"));
         assert_eq!(d[1].rule, None);
         assert!(d[1].granted.is_empty());
-        assert_eq!(d[2].rule.as_ref().and_then(|r| r.comment.as_deref()), Some("nobody"));
-        let anon = s.explain(&Identity::anonymous(), "reg", None, &scopes).await.unwrap();
+        assert_eq!(
+            d[2].rule.as_ref().and_then(|r| r.comment.as_deref()),
+            Some("nobody")
+        );
+        let anon = s
+            .explain(&Identity::anonymous(), "reg", None, &scopes)
+            .await
+            .unwrap();
         assert_eq!(anon[0].granted, vec!["pull"]);
     }
 
@@ -428,9 +517,13 @@ mod tests {
     #[tokio::test]
     async fn unreachable_backend_is_503_not_401() {
         let key = SigningKey::generate(Algorithm::ES256, "t").unwrap().key;
-        let s = TokenService::builder(TokenIssuer::new("i", Duration::from_secs(60), KeySet::new(key)))
-            .authenticators(AuthenticatorChain::new().with(Down))
-            .build();
+        let s = TokenService::builder(TokenIssuer::new(
+            "i",
+            Duration::from_secs(60),
+            KeySet::new(key),
+        ))
+        .authenticators(AuthenticatorChain::new().with(Down))
+        .build();
         let req = TokenRequest::from_query("service=reg", Some(&basic("bob", "pw")), None).unwrap();
         let err = s.issue(&req).await.unwrap_err();
         assert_eq!(err.status(), 503);

@@ -29,7 +29,9 @@ pub fn free_port() -> u16 {
 #[must_use]
 pub fn require_binary(binary: &str, install: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]) {
+    for dir in
+        std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+    {
         let candidate = dir.join(binary);
         if candidate.is_file() {
             return candidate;
@@ -44,7 +46,10 @@ pub fn require_binary(binary: &str, install: &str) -> PathBuf {
 /// A fresh temporary directory, removed on drop.
 #[must_use]
 pub fn workdir() -> TempDir {
-    tempfile::Builder::new().prefix("docker-token-test-").tempdir().expect("create a temporary directory")
+    tempfile::Builder::new()
+        .prefix("docker-token-test-")
+        .tempdir()
+        .expect("create a temporary directory")
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.
@@ -101,7 +106,11 @@ impl Process {
         if let Some(err) = child.stderr.take() {
             capture(err, lines.clone(), "stderr");
         }
-        Self { name: name.to_owned(), child: Some(child), lines }
+        Self {
+            name: name.to_owned(),
+            child: Some(child),
+            lines,
+        }
     }
 
     /// Everything the process printed so far.
@@ -114,13 +123,32 @@ impl Process {
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(l) = self.lines.lock().expect("lines lock").iter().find(|l| l.contains(needle)) {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .expect("lines lock")
+                .iter()
+                .find(|l| l.contains(needle))
+            {
                 return l.clone();
             }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("{} exited ({status}) before printing {needle:?}; output:\n{}", self.name, self.output());
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "{} exited ({status}) before printing {needle:?}; output:\n{}",
+                    self.name,
+                    self.output()
+                );
             }
-            assert!(Instant::now() < deadline, "{} did not print {needle:?} in {timeout:?}; output:\n{}", self.name, self.output());
+            assert!(
+                Instant::now() < deadline,
+                "{} did not print {needle:?} in {timeout:?}; output:\n{}",
+                self.name,
+                self.output()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -134,7 +162,10 @@ impl Process {
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let child = self.child.as_mut()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -205,7 +236,10 @@ impl Registry {
             if process.output().contains("address already in use") {
                 continue;
             }
-            panic!("docker-registry did not start; output:\n{}", process.output());
+            panic!(
+                "docker-registry did not start; output:\n{}",
+                process.output()
+            );
         }
         panic!("docker-registry: no free port after 3 attempts");
     }
@@ -241,7 +275,12 @@ M_DIG=$(sha256sum manifest.json | cut -d' ' -f1); M_SIZE=$(stat -c %s manifest.j
 printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}' "$M_DIG" "$M_SIZE" > oci/index.json
 printf '{"imageLayoutVersion":"1.0.0"}' > oci/oci-layout
 "#;
-    let status = Command::new("sh").arg("-c").arg(script).current_dir(dir).status().expect("run sh");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .status()
+        .expect("run sh");
     assert!(status.success(), "building the OCI layout failed");
     dir.join("oci")
 }
@@ -282,12 +321,20 @@ pub fn run(command: &mut Command, timeout: Duration) -> CmdOutput {
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let stdout = out.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
-    let stderr = err.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let stdout = out
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    let stderr = err
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
     if std::env::var_os("DOCKER_TOKEN_TEST_VERBOSE").is_some() {
         eprintln!("$ {rendered}\n-> {status}\n{stdout}\n{stderr}");
     }
-    CmdOutput { success: status.success(), stdout, stderr }
+    CmdOutput {
+        success: status.success(),
+        stdout,
+        stderr,
+    }
 }
 
 /// Runs a command with `input` on stdin.
@@ -320,8 +367,12 @@ pub fn run_with_stdin(command: &mut Command, input: &str, timeout: Duration) -> 
     };
     CmdOutput {
         success: status.success(),
-        stdout: out.map(|h| h.join().unwrap_or_default()).unwrap_or_default(),
-        stderr: err.map(|h| h.join().unwrap_or_default()).unwrap_or_default(),
+        stdout: out
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default(),
+        stderr: err
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default(),
     }
 }
 

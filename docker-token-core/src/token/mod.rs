@@ -291,7 +291,9 @@ fn new_jti() -> Result<String, KeyError> {
 /// generated passwords and other secrets (16 bytes = 128 bits → 22 characters).
 pub fn random_secret(bytes: usize) -> Result<String, KeyError> {
     let mut buf = vec![0u8; bytes];
-    SystemRandom::new().fill(&mut buf).map_err(|_| KeyError::Random)?;
+    SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| KeyError::Random)?;
     Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 

@@ -106,7 +106,11 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Explain(args) => explain(&args),
         Command::HashPassword { cost } => hash_password(cost),
-        Command::GenKey { out_dir, algorithm, common_name } => gen_key(&out_dir, algorithm, &common_name),
+        Command::GenKey {
+            out_dir,
+            algorithm,
+            common_name,
+        } => gen_key(&out_dir, algorithm, &common_name),
     }
 }
 
@@ -129,7 +133,10 @@ fn check_config(file: &Path) -> ExitCode {
 
 fn explain(args: &ExplainArgs) -> ExitCode {
     let origin = args.config.display().to_string();
-    let service = match FileConfig::read(&args.config).and_then(|c| c.load(&origin)).and_then(|l| serve::build_service(&l)) {
+    let service = match FileConfig::read(&args.config)
+        .and_then(|c| c.load(&origin))
+        .and_then(|l| serve::build_service(&l))
+    {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -152,20 +159,24 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         labels.entry(k.to_owned()).or_default().push(v.to_owned());
     }
     let identity = Identity::new(args.account.clone()).with_labels(labels);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start a runtime: {e}");
             return ExitCode::from(2);
         }
     };
-    let decisions = match runtime.block_on(service.explain(&identity, &args.service, args.ip, &scopes)) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("{}", display_chain(&e));
-            return ExitCode::from(2);
-        }
-    };
+    let decisions =
+        match runtime.block_on(service.explain(&identity, &args.service, args.ip, &scopes)) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{}", display_chain(&e));
+                return ExitCode::from(2);
+            }
+        };
     let mut out = std::io::stdout().lock();
     if args.json {
         let scopes: Vec<serde_json::Value> = decisions
@@ -184,10 +195,21 @@ fn explain(args: &ExplainArgs) -> ExitCode {
     } else {
         for d in &decisions {
             let rule = match &d.rule {
-                Some(r) => format!("acl[{}]{}", r.index, r.comment.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()),
+                Some(r) => format!(
+                    "acl[{}]{}",
+                    r.index,
+                    r.comment
+                        .as_ref()
+                        .map(|c| format!(" ({c})"))
+                        .unwrap_or_default()
+                ),
                 None => "no rule matched".to_owned(),
             };
-            let granted = if d.granted.is_empty() { "nothing".to_owned() } else { d.granted.join(",") };
+            let granted = if d.granted.is_empty() {
+                "nothing".to_owned()
+            } else {
+                d.granted.join(",")
+            };
             let _ = writeln!(out, "{}: granted {granted} by {rule}", d.scope);
         }
     }
@@ -221,7 +243,10 @@ fn gen_key(out_dir: &Path, algorithm: Algorithm, common_name: &str) -> ExitCode 
     let key_path = out_dir.join("token.key");
     let cert_path = out_dir.join("token.crt");
     if key_path.exists() || cert_path.exists() {
-        eprintln!("{} already holds token.key or token.crt; refusing to overwrite", out_dir.display());
+        eprintln!(
+            "{} already holds token.key or token.crt; refusing to overwrite",
+            out_dir.display()
+        );
         return ExitCode::from(1);
     }
     let generated = match SigningKey::generate(algorithm, common_name) {
@@ -232,16 +257,27 @@ fn gen_key(out_dir: &Path, algorithm: Algorithm, common_name: &str) -> ExitCode 
         }
     };
     if let Err(e) = std::fs::create_dir_all(out_dir)
-        .and_then(|()| crate::quickstart::write_private(&key_path, generated.key_pem.expose().as_bytes()))
+        .and_then(|()| {
+            crate::quickstart::write_private(&key_path, generated.key_pem.expose().as_bytes())
+        })
         .and_then(|()| std::fs::write(&cert_path, generated.certificate_pem.as_bytes()))
     {
         eprintln!("cannot write into {}: {e}", out_dir.display());
         return ExitCode::from(1);
     }
     println!("key:         {}", key_path.display());
-    println!("certificate: {}  (the registry's rootcertbundle)", cert_path.display());
+    println!(
+        "certificate: {}  (the registry's rootcertbundle)",
+        cert_path.display()
+    );
     println!("algorithm:   {}", generated.key.algorithm().as_str());
-    println!("kid libtrust (registry 2.x): {}", generated.key.libtrust_kid());
-    println!("kid rfc7638  (registry 3.x): {}", generated.key.rfc7638_kid());
+    println!(
+        "kid libtrust (registry 2.x): {}",
+        generated.key.libtrust_kid()
+    );
+    println!(
+        "kid rfc7638  (registry 3.x): {}",
+        generated.key.rfc7638_kid()
+    );
     ExitCode::SUCCESS
 }

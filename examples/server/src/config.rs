@@ -8,6 +8,7 @@ use docker_token_core::StaticUsers;
 use docker_token_core::acl::{Acl, AclEntry};
 use docker_token_core::config::TokenConfig;
 use docker_token_core::static_users::UsersConfig;
+use docker_token_ldap::{LdapAuthenticator, LdapConfig};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -28,6 +29,12 @@ pub(crate) struct FileConfig {
     /// `acl:` — the static ACL.
     #[serde(default)]
     pub(crate) acl: Option<Vec<AclEntry>>,
+    /// `ldap_auth:` — an LDAP directory (docker_auth's keys plus ours).
+    #[serde(default)]
+    pub(crate) ldap_auth: Option<LdapConfig>,
+    /// The order of the top-level sections in the file (filled after parsing).
+    #[serde(skip)]
+    pub(crate) section_order: Vec<String>,
 
     // docker_auth sections this server does not implement yet: accepted by the parser so
     // that the error can name them.
@@ -39,8 +46,6 @@ pub(crate) struct FileConfig {
     oidc_auth: Option<IgnoredAny>,
     #[serde(default)]
     gitlab_auth: Option<IgnoredAny>,
-    #[serde(default)]
-    ldap_auth: Option<IgnoredAny>,
     #[serde(default)]
     mongo_auth: Option<IgnoredAny>,
     #[serde(default)]
@@ -121,8 +126,8 @@ pub(crate) struct Loaded {
     pub(crate) origin: String,
     /// The parsed file.
     pub(crate) file: FileConfig,
-    /// The static users (from `users` and `htpasswd_file`), if any.
-    pub(crate) users: Option<StaticUsers>,
+    /// The authenticators, in the order their sections appear in the file.
+    pub(crate) authenticators: Vec<Authn>,
     /// The compiled ACL, if any.
     pub(crate) acl: Option<Acl>,
 }
@@ -130,7 +135,11 @@ pub(crate) struct Loaded {
 impl FileConfig {
     /// Parses YAML text; `origin` names the file in errors.
     pub(crate) fn parse(text: &str, origin: &str) -> Result<Self, LoadError> {
-        let mut cfg: Self = serde_saphyr::from_str(text).map_err(|e| LoadError(format!("{origin}: {e}")))?;
+        let mut cfg: Self =
+            serde_saphyr::from_str(text).map_err(|e| LoadError(format!("{origin}: {e}")))?;
+        cfg.section_order = serde_saphyr::from_str::<TopKeys>(text)
+            .map(|k| k.0)
+            .unwrap_or_default();
         cfg.check_unsupported(origin)?;
         cfg.fill_defaults();
         Ok(cfg)
@@ -149,7 +158,6 @@ impl FileConfig {
             ("github_auth", self.github_auth.is_some()),
             ("oidc_auth", self.oidc_auth.is_some()),
             ("gitlab_auth", self.gitlab_auth.is_some()),
-            ("ldap_auth", self.ldap_auth.is_some()),
             ("mongo_auth", self.mongo_auth.is_some()),
             ("xorm_auth", self.xorm_auth.is_some()),
             ("ext_auth", self.ext_auth.is_some()),
@@ -159,18 +167,31 @@ impl FileConfig {
             ("ext_authz", self.ext_authz.is_some()),
             ("plugin_authz", self.plugin_authz.is_some()),
             ("casbin_authz", self.casbin_authz.is_some()),
-            ("server.tls_min_version", self.server.tls_min_version.is_some()),
-            ("server.tls_curve_preferences", self.server.tls_curve_preferences.is_some()),
-            ("server.tls_cipher_suites", self.server.tls_cipher_suites.is_some()),
+            (
+                "server.tls_min_version",
+                self.server.tls_min_version.is_some(),
+            ),
+            (
+                "server.tls_curve_preferences",
+                self.server.tls_curve_preferences.is_some(),
+            ),
+            (
+                "server.tls_cipher_suites",
+                self.server.tls_cipher_suites.is_some(),
+            ),
             ("server.letsencrypt", self.server.letsencrypt.is_some()),
         ];
-        let unsupported: Vec<&str> = sections.iter().filter(|(_, set)| *set).map(|(n, _)| *n).collect();
+        let unsupported: Vec<&str> = sections
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(n, _)| *n)
+            .collect();
         if unsupported.is_empty() {
             Ok(())
         } else {
             Err(LoadError(format!(
                 "{origin}: docker_auth section(s) not supported by docker-token yet: {} \
-                 (supported: server, token, users, htpasswd_file, acl)",
+                 (supported: server, token, users, htpasswd_file, ldap_auth, acl)",
                 unsupported.join(", ")
             )))
         }
@@ -188,24 +209,37 @@ impl FileConfig {
     pub(crate) fn load(self, origin: &str) -> Result<Loaded, LoadError> {
         let err = |e: &dyn std::fmt::Display| LoadError(format!("{origin}: {e}"));
         self.token.validate().map_err(|e| err(&e))?;
-        if let Some(prefix) = &self.server.path_prefix {
-            if !prefix.is_empty() && !prefix.starts_with('/') {
-                return Err(err(&"server.path_prefix: must start with '/'"));
-            }
+        if let Some(prefix) = &self.server.path_prefix
+            && !prefix.is_empty()
+            && !prefix.starts_with('/')
+        {
+            return Err(err(&"server.path_prefix: must start with '/'"));
         }
         match self.server.net.as_deref() {
             None | Some("tcp" | "unix") => {}
-            Some(other) => return Err(err(&format!("server.net: {other:?} is neither \"tcp\" nor \"unix\""))),
+            Some(other) => {
+                return Err(err(&format!(
+                    "server.net: {other:?} is neither \"tcp\" nor \"unix\""
+                )));
+            }
         }
         if self.server.certificate.is_some() != self.server.key.is_some() {
             return Err(err(&"server: certificate and key must be set together"));
         }
-        if let Some(h) = &self.server.real_ip_header {
-            if http::HeaderName::try_from(h.as_str()).is_err() {
-                return Err(err(&format!("server.real_ip_header: {h:?} is not a valid header name")));
-            }
+        if let Some(h) = &self.server.real_ip_header
+            && http::HeaderName::try_from(h.as_str()).is_err()
+        {
+            return Err(err(&format!(
+                "server.real_ip_header: {h:?} is not a valid header name"
+            )));
         }
-        for (i, p) in self.server.real_ip_trusted_proxies.iter().flatten().enumerate() {
+        for (i, p) in self
+            .server
+            .real_ip_trusted_proxies
+            .iter()
+            .flatten()
+            .enumerate()
+        {
             parse_net(p).map_err(|e| err(&format!("server.real_ip_trusted_proxies[{i}]: {e}")))?;
         }
         let mut users = match &self.users {
@@ -213,23 +247,91 @@ impl FileConfig {
             None => None,
         };
         if let Some(path) = &self.htpasswd_file {
-            let extra = StaticUsers::from_htpasswd_file(path).map_err(|e| err(&format!("htpasswd_file: {e}")))?;
+            let extra = StaticUsers::from_htpasswd_file(path)
+                .map_err(|e| err(&format!("htpasswd_file: {e}")))?;
             match &mut users {
-                Some(u) => u.extend(extra).map_err(|e| err(&format!("htpasswd_file: {e}")))?,
+                Some(u) => u
+                    .extend(extra)
+                    .map_err(|e| err(&format!("htpasswd_file: {e}")))?,
                 None => users = Some(extra),
             }
         }
-        if users.is_none() {
-            return Err(err(&"no authentication backend configured: add `users:` (an empty map denies everyone) or `htpasswd_file:`"));
+        let ldap = match &self.ldap_auth {
+            Some(c) => Some(
+                LdapAuthenticator::from_config(c).map_err(|e| err(&format!("ldap_auth: {e}")))?,
+            ),
+            None => None,
+        };
+        // The chain runs in the order the sections appear in the file (docker_auth used a
+        // fixed order); `users` and `htpasswd_file` form one static backend.
+        let mut authenticators = Vec::new();
+        let mut users = users.map(Authn::Static);
+        let mut ldap = ldap.map(|l| Authn::Ldap(std::sync::Arc::new(l)));
+        for section in &self.section_order {
+            match section.as_str() {
+                "users" | "htpasswd_file" => authenticators.extend(users.take()),
+                "ldap_auth" => authenticators.extend(ldap.take()),
+                _ => {}
+            }
+        }
+        authenticators.extend(users.take());
+        authenticators.extend(ldap.take());
+        if authenticators.is_empty() {
+            return Err(err(
+                &"no authentication backend configured: add `users:` (an empty map denies everyone), `htpasswd_file:` or `ldap_auth:`",
+            ));
         }
         let acl = match &self.acl {
             Some(entries) => Some(Acl::new(entries.clone()).map_err(|e| err(&e))?),
             None => None,
         };
         if acl.is_none() {
-            return Err(err(&"no authorization backend configured: add `acl:` (`acl: []` denies everything)"));
+            return Err(err(
+                &"no authorization backend configured: add `acl:` (`acl: []` denies everything)",
+            ));
         }
-        Ok(Loaded { origin: origin.to_owned(), file: self, users, acl })
+        Ok(Loaded {
+            origin: origin.to_owned(),
+            file: self,
+            authenticators,
+            acl,
+        })
+    }
+}
+
+/// One configured authentication backend.
+#[derive(Debug)]
+pub(crate) enum Authn {
+    /// `users` + `htpasswd_file`.
+    Static(StaticUsers),
+    /// `ldap_auth`.
+    Ldap(std::sync::Arc<LdapAuthenticator>),
+}
+
+/// The top-level keys of a YAML mapping, in document order.
+struct TopKeys(Vec<String>);
+
+impl<'de> Deserialize<'de> for TopKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = TopKeys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TopKeys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(k) = map.next_key::<String>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    keys.push(k);
+                }
+                Ok(TopKeys(keys))
+            }
+        }
+        d.deserialize_map(Keys)
     }
 }
 

@@ -27,12 +27,18 @@ const ADMIN: &str = "admin";
 /// Writes a file readable only by its owner.
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents)
 }
 
 pub(crate) fn prepare(dir: &Path, addr: &str) -> Result<Quickstart, LoadError> {
-    let io = |what: &str, e: std::io::Error| LoadError(format!("data directory {}: {what}: {e}", dir.display()));
+    let io = |what: &str, e: std::io::Error| {
+        LoadError(format!("data directory {}: {what}: {e}", dir.display()))
+    };
     std::fs::create_dir_all(dir).map_err(|e| io("cannot create", e))?;
     let dir = dir.canonicalize().map_err(|e| io("cannot resolve", e))?;
     let key = dir.join("token.key");
@@ -41,16 +47,20 @@ pub(crate) fn prepare(dir: &Path, addr: &str) -> Result<Quickstart, LoadError> {
         let g = SigningKey::generate(Algorithm::ES256, ISSUER)
             .map_err(|e| LoadError(format!("cannot generate a signing key: {e}")))?;
         let _ = std::fs::remove_file(&key);
-        write_private(&key, g.key_pem.expose().as_bytes()).map_err(|e| io("cannot write token.key", e))?;
-        std::fs::write(&cert, g.certificate_pem.as_bytes()).map_err(|e| io("cannot write token.crt", e))?;
+        write_private(&key, g.key_pem.expose().as_bytes())
+            .map_err(|e| io("cannot write token.key", e))?;
+        std::fs::write(&cert, g.certificate_pem.as_bytes())
+            .map_err(|e| io("cannot write token.crt", e))?;
     }
     let htpasswd = dir.join("users.htpasswd");
     let mut new_password = None;
     if !htpasswd.exists() {
         let password = Password::new(
-            docker_token_core::token::random_secret(18).map_err(|e| LoadError(format!("cannot generate a password: {e}")))?,
+            docker_token_core::token::random_secret(18)
+                .map_err(|e| LoadError(format!("cannot generate a password: {e}")))?,
         );
-        let hash = bcrypt::hash(password.expose(), 10).map_err(|e| LoadError(format!("cannot hash: {e}")))?;
+        let hash = bcrypt::hash(password.expose(), 10)
+            .map_err(|e| LoadError(format!("cannot hash: {e}")))?;
         write_private(&htpasswd, format!("{ADMIN}:{hash}\n").as_bytes())
             .map_err(|e| io("cannot write users.htpasswd", e))?;
         new_password = Some(password);
@@ -64,16 +74,33 @@ pub(crate) fn prepare(dir: &Path, addr: &str) -> Result<Quickstart, LoadError> {
         key = q(&key),
         htpasswd = q(&htpasswd),
     );
-    Ok(Quickstart { yaml, dir, new_password, issuer: ISSUER.to_owned() })
+    Ok(Quickstart {
+        yaml,
+        dir,
+        new_password,
+        issuer: ISSUER.to_owned(),
+    })
 }
 
 pub(crate) fn print_banner(q: &Quickstart, local: SocketAddr, _loaded: &Loaded) {
-    let host = if local.ip().is_unspecified() { "<this-host>".to_owned() } else { local.ip().to_string() };
+    let host = if local.ip().is_unspecified() {
+        "<this-host>".to_owned()
+    } else {
+        local.ip().to_string()
+    };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "docker-token-server: embedded default, data in {}", q.dir.display());
+    let _ = writeln!(
+        out,
+        "docker-token-server: embedded default, data in {}",
+        q.dir.display()
+    );
     match &q.new_password {
         Some(p) => {
-            let _ = writeln!(out, "  user {ADMIN}, password {} (shown once; keep it)", p.expose());
+            let _ = writeln!(
+                out,
+                "  user {ADMIN}, password {} (shown once; keep it)",
+                p.expose()
+            );
         }
         None => {
             let _ = writeln!(
@@ -88,5 +115,9 @@ pub(crate) fn print_banner(q: &Quickstart, local: SocketAddr, _loaded: &Loaded) 
     let _ = writeln!(out, "    realm: http://{host}:{}/auth", local.port());
     let _ = writeln!(out, "    service: docker-registry");
     let _ = writeln!(out, "    issuer: {}", q.issuer);
-    let _ = writeln!(out, "    rootcertbundle: {}\n", q.dir.join("token.crt").display());
+    let _ = writeln!(
+        out,
+        "    rootcertbundle: {}\n",
+        q.dir.join("token.crt").display()
+    );
 }

@@ -13,7 +13,7 @@ use docker_token_core::{AuthenticatorChain, AuthorizerChain, TokenService, displ
 use http::{HeaderName, HeaderValue};
 
 use crate::cli::ServeArgs;
-use crate::config::{FileConfig, LoadError, Loaded, parse_net};
+use crate::config::{Authn, FileConfig, LoadError, Loaded, parse_net};
 use crate::quickstart;
 
 /// Builds the token service (keys, authenticators, authorizers) from a loaded config.
@@ -24,24 +24,35 @@ pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> 
         .build_issuer()
         .map_err(|e| LoadError(format!("{}: token: {}", loaded.origin, display_chain(&e))))?;
     let mut authn = AuthenticatorChain::new();
-    if let Some(users) = &loaded.users {
-        authn.push(Arc::new(users.clone()));
+    for a in &loaded.authenticators {
+        match a {
+            Authn::Static(users) => authn.push(Arc::new(users.clone())),
+            Authn::Ldap(ldap) => authn.push(ldap.clone()),
+        }
     }
     let mut authz = AuthorizerChain::new();
     if let Some(acl) = &loaded.acl {
         authz.push(Arc::new(acl.clone()));
     }
-    Ok(TokenService::builder(issuer).authenticators(authn).authorizers(authz).build())
+    Ok(TokenService::builder(issuer)
+        .authenticators(authn)
+        .authorizers(authz)
+        .build())
 }
 
 fn router(loaded: &Loaded, service: TokenService) -> Result<Router, LoadError> {
     let server = &loaded.file.server;
     let mut client_ip = ClientIpConfig::peer();
     if let Some(h) = &server.real_ip_header {
-        let name = HeaderName::try_from(h.as_str()).map_err(|e| LoadError(format!("server.real_ip_header: {e}")))?;
+        let name = HeaderName::try_from(h.as_str())
+            .map_err(|e| LoadError(format!("server.real_ip_header: {e}")))?;
         client_ip = ClientIpConfig::from_header(name, server.real_ip_pos);
         if let Some(list) = &server.real_ip_trusted_proxies {
-            let nets = list.iter().map(|s| parse_net(s)).collect::<Result<Vec<_>, _>>().map_err(LoadError)?;
+            let nets = list
+                .iter()
+                .map(|s| parse_net(s))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(LoadError)?;
             client_ip = client_ip.trust(nets);
         }
     }
@@ -51,20 +62,25 @@ fn router(loaded: &Loaded, service: TokenService) -> Result<Router, LoadError> {
     }
     let mut app = r.build();
     if server.hsts {
-        app = app.layer(axum::middleware::map_response(|mut res: axum::response::Response| async move {
-            res.headers_mut().insert(
-                http::header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-            );
-            res
-        }));
+        app = app.layer(axum::middleware::map_response(
+            |mut res: axum::response::Response| async move {
+                res.headers_mut().insert(
+                    http::header::STRICT_TRANSPORT_SECURITY,
+                    HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+                );
+                res
+            },
+        ));
     }
     Ok(app)
 }
 
 pub(crate) fn main(args: ServeArgs) -> ExitCode {
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -85,7 +101,11 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 async fn run(args: ServeArgs) -> Result<(), LoadError> {
@@ -96,7 +116,8 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
         }
         None => {
             let q = quickstart::prepare(&args.data_dir, &args.addr)?;
-            let loaded = FileConfig::parse(&q.yaml, "embedded default")?.load("embedded default")?;
+            let loaded =
+                FileConfig::parse(&q.yaml, "embedded default")?.load("embedded default")?;
             (loaded, Some(q))
         }
     };
@@ -106,10 +127,18 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
     if server.net.as_deref() == Some("unix") {
         return serve_unix(&server.addr, app).await;
     }
-    let std_listener = std::net::TcpListener::bind(&server.addr)
-        .map_err(|e| LoadError(format!("server.addr: cannot listen on {}: {e}", server.addr)))?;
-    std_listener.set_nonblocking(true).map_err(|e| LoadError(e.to_string()))?;
-    let local = std_listener.local_addr().map_err(|e| LoadError(e.to_string()))?;
+    let std_listener = std::net::TcpListener::bind(&server.addr).map_err(|e| {
+        LoadError(format!(
+            "server.addr: cannot listen on {}: {e}",
+            server.addr
+        ))
+    })?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| LoadError(e.to_string()))?;
+    let local = std_listener
+        .local_addr()
+        .map_err(|e| LoadError(e.to_string()))?;
     let tls = server.certificate.as_deref().zip(server.key.as_deref());
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some(q) = &quick {
@@ -122,9 +151,12 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
         Some((cert, key)) => serve_tls(std_listener, cert, key, app).await,
         None => {
             if !local.ip().is_loopback() {
-                tracing::warn!("serving plain HTTP on a non-loopback address: put TLS in front, or set server.certificate/key");
+                tracing::warn!(
+                    "serving plain HTTP on a non-loopback address: put TLS in front, or set server.certificate/key"
+                );
             }
-            let listener = tokio::net::TcpListener::from_std(std_listener).map_err(|e| LoadError(e.to_string()))?;
+            let listener = tokio::net::TcpListener::from_std(std_listener)
+                .map_err(|e| LoadError(e.to_string()))?;
             axum::serve(listener, serve_with_connect_info(app))
                 .with_graceful_shutdown(shutdown_signal())
                 .await
@@ -133,7 +165,12 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
     }
 }
 
-async fn serve_tls(listener: std::net::TcpListener, cert: &Path, key: &Path, app: Router) -> Result<(), LoadError> {
+async fn serve_tls(
+    listener: std::net::TcpListener,
+    cert: &Path,
+    key: &Path,
+    app: Router,
+) -> Result<(), LoadError> {
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
         .await
         .map_err(|e| LoadError(format!("server.certificate/key: {e}")))?;
@@ -152,8 +189,8 @@ async fn serve_tls(listener: std::net::TcpListener, cert: &Path, key: &Path, app
 
 async fn serve_unix(path: &str, app: Router) -> Result<(), LoadError> {
     let _ = std::fs::remove_file(path);
-    let listener =
-        tokio::net::UnixListener::bind(path).map_err(|e| LoadError(format!("server.addr: cannot bind {path}: {e}")))?;
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| LoadError(format!("server.addr: cannot bind {path}: {e}")))?;
     println!("docker-token-server listening on unix:{path}");
     axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(shutdown_signal())

@@ -24,7 +24,11 @@ fn check(yaml: &str) -> test_support::CmdOutput {
     std::fs::write(&path, yaml).unwrap();
     let out = cli(&["check-config", path.to_str().unwrap()]);
     assert!(!out.success, "expected a rejection of:\n{yaml}");
-    assert!(out.stderr.contains("bad.yml"), "the error must name the file: {}", out.stderr);
+    assert!(
+        out.stderr.contains("bad.yml"),
+        "the error must name the file: {}",
+        out.stderr
+    );
     out
 }
 
@@ -33,29 +37,53 @@ const BASE: &str = "server:\n  addr: 127.0.0.1:0\ntoken:\n  issuer: i\n  expirat
 #[test]
 fn unknown_keys_name_file_line_and_key() {
     // docker_auth issue #326: a typo in `match` silently matched everyone
-    let out = check(&format!("{BASE}users: {{}}\nacl:\n  - match: {{acount: admin}}\n    actions: [\"*\"]\n"));
+    let out = check(&format!(
+        "{BASE}users: {{}}\nacl:\n  - match: {{acount: admin}}\n    actions: [\"*\"]\n"
+    ));
     assert!(out.stderr.contains("acount"), "{}", out.stderr);
-    assert!(out.stderr.contains("line 8") || out.stderr.contains(":8:") || out.stderr.contains("8:"), "line number missing: {}", out.stderr);
+    assert!(
+        out.stderr.contains("line 8") || out.stderr.contains(":8:") || out.stderr.contains("8:"),
+        "line number missing: {}",
+        out.stderr
+    );
     let out = check(&format!("{BASE}  expirey: 5\nusers: {{}}\nacl: []\n"));
     assert!(out.stderr.contains("expirey"), "{}", out.stderr);
 }
 
 #[test]
 fn unsupported_sections_are_named() {
-    let out = check(&format!("{BASE}users: {{}}\nacl: []\nmongo_auth:\n  dial_info: {{addrs: [x]}}\n"));
-    assert!(out.stderr.contains("mongo_auth") && out.stderr.contains("not supported"), "{}", out.stderr);
+    let out = check(&format!(
+        "{BASE}users: {{}}\nacl: []\nmongo_auth:\n  dial_info: {{addrs: [x]}}\n"
+    ));
+    assert!(
+        out.stderr.contains("mongo_auth") && out.stderr.contains("not supported"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn semantic_errors_are_precise() {
     let out = check(&format!("{BASE}users:\n  bob: {{}}\nacl: []\n"));
-    assert!(out.stderr.contains("users.\"bob\"") && out.stderr.contains("password"), "{}", out.stderr);
-    let out = check(&format!("{BASE}users: {{}}\nacl:\n  - match: {{ip: 10.0.0.0/33}}\n    actions: []\n"));
+    assert!(
+        out.stderr.contains("users.\"bob\"") && out.stderr.contains("password"),
+        "{}",
+        out.stderr
+    );
+    let out = check(&format!(
+        "{BASE}users: {{}}\nacl:\n  - match: {{ip: 10.0.0.0/33}}\n    actions: []\n"
+    ));
     assert!(out.stderr.contains("acl[0].match.ip"), "{}", out.stderr);
     let out = check(&format!("{BASE}users: {{}}\n"));
     assert!(out.stderr.contains("acl"), "{}", out.stderr);
-    let out = check("server:\n  addr: x\ntoken:\n  issuer: i\n  expiration: 60\n  key: /nonexistent/key.pem\nusers: {}\nacl: []\n");
-    assert!(out.stderr.contains("/nonexistent/key.pem"), "{}", out.stderr);
+    let out = check(
+        "server:\n  addr: x\ntoken:\n  issuer: i\n  expiration: 60\n  key: /nonexistent/key.pem\nusers: {}\nacl: []\n",
+    );
+    assert!(
+        out.stderr.contains("/nonexistent/key.pem"),
+        "{}",
+        out.stderr
+    );
 }
 
 fn explain(cfg: &std::path::Path, args: &[&str]) -> test_support::CmdOutput {
@@ -70,10 +98,21 @@ fn explain_json_shape_and_exit_codes() {
     let cfg = write_config(dir.path(), &Opts::default());
     let out = explain(
         &cfg,
-        &["--account", "alice", "--label", "team=demo", "--scope", "repository:demo/app:push,pull", "--scope", "repository:zzz:pull", "--json"],
+        &[
+            "--account",
+            "alice",
+            "--label",
+            "team=demo",
+            "--scope",
+            "repository:demo/app:push,pull",
+            "--scope",
+            "repository:zzz:pull",
+            "--json",
+        ],
     );
     assert!(out.success, "{}", out.stderr);
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("exactly one JSON object");
+    let v: serde_json::Value =
+        serde_json::from_str(out.stdout.trim()).expect("exactly one JSON object");
     assert_eq!(
         v,
         serde_json::json!({"scopes": [
@@ -83,18 +122,50 @@ fn explain_json_shape_and_exit_codes() {
         ]})
     );
     // anonymous, denied push: still exit 0
-    let out = explain(&cfg, &["--account", "", "--scope", "repository:demo/app:pull,push", "--json"]);
+    let out = explain(
+        &cfg,
+        &[
+            "--account",
+            "",
+            "--scope",
+            "repository:demo/app:pull,push",
+            "--json",
+        ],
+    );
     assert!(out.success, "{}", out.stderr);
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
     assert_eq!(v["scopes"][0]["granted"], serde_json::json!(["pull"]));
     assert_eq!(v["scopes"][0]["rule"]["index"], 3);
     // a bad scope or config: exit 2, error on stderr
     let out = explain(&cfg, &["--account", "x", "--scope", "Repository:x:pull"]);
-    assert_eq!(Command::new(SERVER).args(["explain", "--config", cfg.to_str().unwrap(), "--account", "x", "--scope", "nope"]).status().unwrap().code(), Some(2));
+    assert_eq!(
+        Command::new(SERVER)
+            .args([
+                "explain",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--account",
+                "x",
+                "--scope",
+                "nope"
+            ])
+            .status()
+            .unwrap()
+            .code(),
+        Some(2)
+    );
     assert!(out.stderr.contains("Repository"), "{}", out.stderr);
     let missing = dir.path().join("missing.yml");
     let status = Command::new(SERVER)
-        .args(["explain", "--config", missing.to_str().unwrap(), "--account", "x", "--scope", "repository:x:pull"])
+        .args([
+            "explain",
+            "--config",
+            missing.to_str().unwrap(),
+            "--account",
+            "x",
+            "--scope",
+            "repository:x:pull",
+        ])
         .output()
         .unwrap();
     assert_eq!(status.status.code(), Some(2));
@@ -107,20 +178,53 @@ fn hash_password_and_gen_key() {
     assert_ne!(h, common::hash("correct horse"), "salted");
     let dir = workdir();
     let keys = common::gen_key(dir.path());
-    assert!(std::fs::read_to_string(keys.join("token.key")).unwrap().contains("PRIVATE KEY"));
+    assert!(
+        std::fs::read_to_string(keys.join("token.key"))
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(keys.join("token.key")).unwrap().permissions().mode() & 0o077, 0, "key must be private");
+    assert_eq!(
+        std::fs::metadata(keys.join("token.key"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o077,
+        0,
+        "key must be private"
+    );
     let again = cli(&["gen-key", "--out-dir", keys.to_str().unwrap()]);
-    assert!(!again.success && again.stderr.contains("refusing to overwrite"), "{}", again.stderr);
-    let rsa = cli(&["gen-key", "--out-dir", dir.path().join("rsa").to_str().unwrap(), "--algorithm", "rs256"]);
-    assert!(rsa.success && rsa.stdout.contains("RS256"), "{}\n{}", rsa.stdout, rsa.stderr);
+    assert!(
+        !again.success && again.stderr.contains("refusing to overwrite"),
+        "{}",
+        again.stderr
+    );
+    let rsa = cli(&[
+        "gen-key",
+        "--out-dir",
+        dir.path().join("rsa").to_str().unwrap(),
+        "--algorithm",
+        "rs256",
+    ]);
+    assert!(
+        rsa.success && rsa.stdout.contains("RS256"),
+        "{}\n{}",
+        rsa.stdout,
+        rsa.stderr
+    );
 }
 
 fn quickstart(data: &std::path::Path) -> (Process, String, String) {
     let mut cmd = Command::new(SERVER);
-    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"]).arg(data);
+    cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data);
     let mut p = Process::spawn("docker-token-server", cmd);
-    let url = p.wait_for_line("listening on http://", T).rsplit(' ').next().unwrap().to_owned();
+    let url = p
+        .wait_for_line("listening on http://", T)
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
     let out = p.output();
     (p, url, out)
 }
@@ -132,23 +236,57 @@ async fn embedded_default_persists_and_shuts_down_gracefully() {
     let (mut first, url, out) = quickstart(&data);
     let password = out
         .lines()
-        .find_map(|l| l.trim().strip_prefix("user admin, password ").map(|r| r.split(' ').next().unwrap().to_owned()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("user admin, password ")
+                .map(|r| r.split(' ').next().unwrap().to_owned())
+        })
         .unwrap_or_else(|| panic!("no password printed:\n{out}"));
     assert!(password.len() >= 22, "≥128 bits");
-    assert!(out.contains("auth:\n  token:") && out.contains("rootcertbundle:") && out.contains(&format!("realm: {url}/auth")), "{out}");
+    assert!(
+        out.contains("auth:\n  token:")
+            && out.contains("rootcertbundle:")
+            && out.contains(&format!("realm: {url}/auth")),
+        "{out}"
+    );
     let http = reqwest::Client::new();
-    let ok = http.get(format!("{url}/auth?service=docker-registry&scope=repository:x:push")).basic_auth("admin", Some(&password)).send().await.unwrap();
+    let ok = http
+        .get(format!(
+            "{url}/auth?service=docker-registry&scope=repository:x:push"
+        ))
+        .basic_auth("admin", Some(&password))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ok.status(), 200);
     let cert_before = std::fs::read(data.join("token.crt")).unwrap();
-    let status = tokio::task::block_in_place(|| first.terminate(Duration::from_secs(10))).expect("exits on SIGTERM");
+    let status = tokio::task::block_in_place(|| first.terminate(Duration::from_secs(10)))
+        .expect("exits on SIGTERM");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 
     let (_second, url2, out2) = quickstart(&data);
-    assert!(!out2.contains(&password), "the password is printed only once");
+    assert!(
+        !out2.contains(&password),
+        "the password is printed only once"
+    );
     assert!(out2.contains("printed at first start"), "{out2}");
-    assert_eq!(std::fs::read(data.join("token.crt")).unwrap(), cert_before, "the key and certificate are kept");
-    let again = http.get(format!("{url2}/auth?service=s")).basic_auth("admin", Some(&password)).send().await.unwrap();
+    assert_eq!(
+        std::fs::read(data.join("token.crt")).unwrap(),
+        cert_before,
+        "the key and certificate are kept"
+    );
+    let again = http
+        .get(format!("{url2}/auth?service=s"))
+        .basic_auth("admin", Some(&password))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 200, "the admin password survives a restart");
-    let wrong = http.get(format!("{url2}/auth?service=s")).basic_auth("admin", Some(ALICE_PW)).send().await.unwrap();
+    let wrong = http
+        .get(format!("{url2}/auth?service=s"))
+        .basic_auth("admin", Some(ALICE_PW))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
 }

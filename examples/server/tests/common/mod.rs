@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use test_support::{CmdOutput, Process, Registry, RegistryAuth, TempDir, require_binary, run, run_with_stdin, workdir};
+use test_support::{
+    CmdOutput, Process, Registry, RegistryAuth, TempDir, require_binary, run, run_with_stdin,
+    workdir,
+};
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_docker-token-server");
 pub const T: Duration = Duration::from_secs(60);
@@ -26,7 +29,11 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Self { service: "test-registry", with_certificate: true, kid_style: "libtrust" }
+        Self {
+            service: "test-registry",
+            with_certificate: true,
+            kid_style: "libtrust",
+        }
     }
 }
 
@@ -45,7 +52,11 @@ pub fn cli(args: &[&str]) -> CmdOutput {
 }
 
 pub fn hash(password: &str) -> String {
-    let out = run_with_stdin(Command::new(SERVER).args(["hash-password", "--cost", "4"]), &format!("{password}\n"), T);
+    let out = run_with_stdin(
+        Command::new(SERVER).args(["hash-password", "--cost", "4"]),
+        &format!("{password}\n"),
+        T,
+    );
     assert!(out.success, "hash-password failed: {}", out.stderr);
     out.stdout.trim().to_owned()
 }
@@ -108,7 +119,9 @@ acl:
 /// Starts `docker-token-server serve --config <file>` and returns it with its base URL.
 pub fn start_server(config: &Path) -> (Process, String) {
     let mut cmd = Command::new(SERVER);
-    cmd.args(["serve", "--config"]).arg(config).env("RUST_LOG", "info");
+    cmd.args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info");
     let mut server = Process::spawn("docker-token-server", cmd);
     let line = server.wait_for_line("listening on http://", T);
     let url = line.rsplit(' ').next().unwrap().to_owned();
@@ -131,12 +144,24 @@ impl Env {
             },
         );
         let oci = test_support::oci_layout(dir.path());
-        Self { dir, server, token_url, registry, service: opts.service.to_owned(), oci }
+        Self {
+            dir,
+            server,
+            token_url,
+            registry,
+            service: opts.service.to_owned(),
+            oci,
+        }
     }
 
     pub fn skopeo(&self, args: &[&str]) -> CmdOutput {
         let bin = require_binary("skopeo", "apt-get install skopeo");
-        run(Command::new(bin).args(args).env("REGISTRY_AUTH_FILE", self.dir.path().join("auth.json")), T)
+        run(
+            Command::new(bin)
+                .args(args)
+                .env("REGISTRY_AUTH_FILE", self.dir.path().join("auth.json")),
+            T,
+        )
     }
 
     /// `skopeo copy` of the test image to `repo:tag`, with optional credentials.
@@ -175,7 +200,11 @@ impl Env {
     }
 
     /// A raw token request (GET) with optional Basic credentials; returns (status, body JSON).
-    pub async fn token(&self, query: &str, basic: Option<(&str, &str)>) -> (u16, serde_json::Value) {
+    pub async fn token(
+        &self,
+        query: &str,
+        basic: Option<(&str, &str)>,
+    ) -> (u16, serde_json::Value) {
         let client = reqwest::Client::new();
         let mut req = client.get(format!("{}?{query}", self.token_url));
         if let Some((u, p)) = basic {
@@ -184,7 +213,10 @@ impl Env {
         let resp = req.send().await.expect("token request");
         let status = resp.status().as_u16();
         let body = resp.text().await.unwrap();
-        (status, serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)))
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
+        )
     }
 }
 
@@ -192,6 +224,8 @@ impl Env {
 pub fn jwt_part(token: &str, index: usize) -> serde_json::Value {
     use base64::Engine;
     let seg = token.split('.').nth(index - 1).expect("segment");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(seg).expect("base64url");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(seg)
+        .expect("base64url");
     serde_json::from_slice(&bytes).expect("json")
 }
