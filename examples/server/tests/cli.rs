@@ -290,3 +290,96 @@ async fn embedded_default_persists_and_shuts_down_gracefully() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
 }
+
+/// cesanta/docker_auth's `examples/simple.yml`, with only the paths and the port substituted:
+/// TLS from `server.certificate`/`key`, which are also the token signing pair (docker_auth's
+/// fallback), and the example's bcrypt hashes (`admin`/`badmin`, `test`/`123`).
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_auth_simple_example_runs_unchanged_over_tls() {
+    let dir = workdir();
+    let keys = common::gen_key(dir.path());
+    let yaml = format!(
+        r#"# A simple example. See reference.yml for explanation for explanation of all options.
+server:
+  addr: "127.0.0.1:0"
+  certificate: "{cert}"
+  key: "{key}"
+
+token:
+  issuer: "Acme auth server"  # Must match issuer in the Registry config.
+  expiration: 900
+
+users:
+  # Password is specified as a BCrypt hash. Use `htpasswd -nB USERNAME` to generate.
+  "admin":
+    password: "$2y$05$LO.vzwpWC5LZGqThvEfznu8qhb5SGqvBSWY1J3yZ4AxtMRZ3kN5jC"  # badmin
+  "test":
+    password: "$2y$05$WuwBasGDAgr.QCbGIjKJaep4dhxeai9gNZdmBnQXqpKly57oNutya"  # 123
+
+acl:
+  - match: {{account: "admin"}}
+    actions: ["*"]
+    comment: "Admin has full access to everything."
+  - match: {{account: "user"}}
+    actions: ["pull"]
+    comment: "User \"user\" can pull stuff."
+  # Access is denied by default.
+"#,
+        cert = keys.join("token.crt").display(),
+        key = keys.join("token.key").display(),
+    );
+    let cfg = dir.path().join("simple.yml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let mut cmd = Command::new(SERVER);
+    cmd.args(["serve", "--config"]).arg(&cfg);
+    let mut server = Process::spawn("docker-token-server", cmd);
+    let url = server
+        .wait_for_line("listening on https://", T)
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    // the generated certificate has no IP SAN: this checks that TLS is served, not the PKI
+    let http = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let get = |user: &'static str, pw: &'static str| {
+        http.get(format!(
+            "{url}/auth?service=Docker+registry&scope=repository:x:push,pull"
+        ))
+        .basic_auth(user, Some(pw))
+        .send()
+    };
+    let r = get("admin", "badmin").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let claims = common::jwt_part(body["token"].as_str().unwrap(), 2);
+    assert_eq!(claims["iss"], "Acme auth server");
+    assert_eq!(claims["aud"], "Docker registry");
+    assert_eq!(
+        claims["access"][0]["actions"],
+        serde_json::json!(["pull", "push"])
+    );
+    let header = common::jwt_part(body["token"].as_str().unwrap(), 1);
+    assert!(
+        header["x5c"].is_array(),
+        "the server pair signs and its certificate goes into x5c: {header}"
+    );
+    let r = get("test", "123").await.unwrap();
+    assert_eq!(r.status(), 200, "\"test\" authenticates");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        common::jwt_part(body["token"].as_str().unwrap(), 2)["access"][0]["actions"],
+        serde_json::json!([]),
+        "denied by default"
+    );
+    assert_eq!(get("admin", "wrong").await.unwrap().status(), 401);
+    // plain HTTP to the TLS port is refused
+    assert!(
+        reqwest::get(url.replace("https://", "http://") + "/healthz")
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+    );
+}
