@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
-use docker_token_core::{Labels, Password};
+use docker_token_core::{Identity, Password};
 use subtle::ConstantTimeEq;
 
 struct Entry {
     tag: Vec<u8>,
-    labels: Labels,
+    identity: Identity,
     expires: Instant,
 }
 
@@ -69,8 +69,8 @@ impl AuthCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The labels of a cached success for exactly this account and password.
-    pub(crate) fn get(&self, account: &str, password: &Password) -> Option<Labels> {
+    /// The identity of a cached success for exactly this account and password.
+    pub(crate) fn get(&self, account: &str, password: &Password) -> Option<Identity> {
         let tag = self.tag(account, password);
         let now = Instant::now();
         let mut entries = self.lock();
@@ -80,14 +80,14 @@ impl AuthCache {
             return None;
         }
         if bool::from(entry.tag.ct_eq(&tag)) {
-            Some(entry.labels.clone())
+            Some(entry.identity.clone())
         } else {
             None
         }
     }
 
     /// Remembers a success.
-    pub(crate) fn insert(&self, account: &str, password: &Password, labels: Labels) {
+    pub(crate) fn insert(&self, account: &str, password: &Password, identity: Identity) {
         let tag = self.tag(account, password);
         let now = Instant::now();
         let mut entries = self.lock();
@@ -107,7 +107,7 @@ impl AuthCache {
             account.to_owned(),
             Entry {
                 tag,
-                labels,
+                identity,
                 expires: now + self.ttl,
             },
         );
@@ -128,8 +128,11 @@ impl AuthCache {
 mod tests {
     use super::*;
 
-    fn labels(v: &str) -> Labels {
-        Labels::from([("group".to_owned(), vec![v.to_owned()])])
+    fn labels(v: &str) -> Identity {
+        Identity::new("alice").with_labels(docker_token_core::Labels::from([(
+            "group".to_owned(),
+            vec![v.to_owned()],
+        )]))
     }
 
     #[test]

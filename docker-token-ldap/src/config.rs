@@ -162,6 +162,12 @@ pub struct LdapConfig {
     /// Optional group search.
     #[serde(default)]
     pub group_search: Option<GroupSearch>,
+    /// The attribute holding the account name as the directory spells it (ours). LDAP
+    /// matches names case-insensitively, so `ALICE` binds as `alice`; the identity then uses
+    /// this attribute's matching value so ACL rules written for `alice` apply. Defaults to the
+    /// attribute of the filter's `(attr=${account})` term.
+    #[serde(default)]
+    pub account_attribute: Option<String>,
 }
 
 /// A server to connect to, resolved from `addr`/`urls` and `tls`.

@@ -134,6 +134,7 @@ pub struct LdapAuthenticator {
     attrs: Vec<String>,
     group_search: Option<GroupSearch>,
     cache: Option<AuthCache>,
+    account_attribute: Option<String>,
 }
 
 impl fmt::Debug for LdapAuthenticator {
@@ -146,6 +147,27 @@ impl fmt::Debug for LdapAuthenticator {
             .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
+}
+
+/// The attribute compared with the login name in a filter such as
+/// `(&(objectClass=person)(uid=${account}))`: the one `(attr=${account})` term, if exactly one.
+fn account_attribute_of(filter: &str) -> Option<String> {
+    let mut found = None;
+    for (i, _) in filter.match_indices("=${account})") {
+        let start = filter[..i].rfind('(')? + 1;
+        let attr = &filter[start..i];
+        if attr.is_empty()
+            || !attr
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';')
+        {
+            return None;
+        }
+        if found.replace(attr.to_owned()).is_some() {
+            return None;
+        }
+    }
+    found
 }
 
 fn check_filter(filter: &str, at: &str, vars: &[(&str, &str)]) -> Result<(), ConfigError> {
@@ -256,6 +278,15 @@ impl LdapAuthenticator {
         }
         let mapper = LabelMapper::new(&config.labels)?;
         let mut attrs = mapper.attributes();
+        let account_attribute = config
+            .account_attribute
+            .clone()
+            .or_else(|| account_attribute_of(&config.filter));
+        if let Some(a) = &account_attribute
+            && !attrs.iter().any(|x| x.eq_ignore_ascii_case(a))
+        {
+            attrs.push(a.clone());
+        }
         if attrs.is_empty() {
             attrs.push("1.1".to_owned()); // RFC 4511: no attributes
         }
@@ -295,6 +326,7 @@ impl LdapAuthenticator {
             attrs,
             group_search: config.group_search.clone(),
             cache,
+            account_attribute,
         })
     }
 
@@ -414,9 +446,30 @@ impl LdapAuthenticator {
             let groups = search(&self.service, "group search", &gs.base, &filter, attrs, 0).await?;
             add_groups(&mut labels, gs, &groups);
         }
+        let account = self.canonical_account(&attrs, account);
         Ok(AuthnOutcome::Authenticated(
-            Identity::new(account.clone()).with_labels(labels),
+            Identity::new(account).with_labels(labels),
         ))
+    }
+
+    /// The account name as the directory spells it. LDAP matches names case-insensitively
+    /// and ignores surrounding spaces, so `ALICE` or ` alice` bind as `alice`; reporting the
+    /// typed spelling would let it slip past ACL rules written for `alice`. The value of the
+    /// account attribute (`account_attribute`, or the attribute of `(attr=${account})` in the
+    /// filter) that equals the typed name under those rules wins; without one, the typed
+    /// name is kept.
+    fn canonical_account(&self, attrs: &labels::Attrs, typed: &str) -> String {
+        let Some(attr) = &self.account_attribute else {
+            return typed.to_owned();
+        };
+        let wanted = typed.trim().to_lowercase();
+        attrs
+            .iter()
+            .filter(|(name, _)| name.eq_ignore_ascii_case(attr))
+            .flat_map(|(_, values)| values.iter())
+            .find(|v| v.trim().to_lowercase() == wanted)
+            .cloned()
+            .unwrap_or_else(|| typed.to_owned())
     }
 
     async fn direct_bind(
@@ -493,8 +546,9 @@ impl LdapAuthenticator {
                 add_groups(&mut labels, gs, &found.entries);
             }
             conn.release();
+            let account = self.canonical_account(&attrs, account);
             return Ok(AuthnOutcome::Authenticated(
-                Identity::new(account.clone()).with_labels(labels),
+                Identity::new(account).with_labels(labels),
             ));
         }
         Err(BackendError::unavailable(
@@ -518,14 +572,12 @@ impl Authenticator for LdapAuthenticator {
             // never send it: an empty password is an anonymous bind that may succeed
             return Ok(AuthnOutcome::Rejected);
         }
-        if let Some(labels) = self
+        if let Some(identity) = self
             .cache
             .as_ref()
             .and_then(|c| c.get(&login.account, &login.password))
         {
-            return Ok(AuthnOutcome::Authenticated(
-                Identity::new(login.account.clone()).with_labels(labels),
-            ));
+            return Ok(AuthnOutcome::Authenticated(identity));
         }
         let outcome = match &self.mode {
             Mode::SearchBind { base, filter } => self.search_bind(base, filter, login).await?,
@@ -538,7 +590,7 @@ impl Authenticator for LdapAuthenticator {
         if let Some(cache) = &self.cache {
             match &outcome {
                 AuthnOutcome::Authenticated(id) => {
-                    cache.insert(&login.account, &login.password, id.labels.clone())
+                    cache.insert(&login.account, &login.password, id.clone())
                 }
                 _ => cache.remove(&login.account),
             }

@@ -87,3 +87,23 @@ fn empty_password_and_empty_account_never_touch_the_network() {
     });
     assert_eq!(a.stats().opened_total, 0);
 }
+
+#[test]
+fn the_account_attribute_is_inferred_from_the_filter() {
+    assert_eq!(
+        account_attribute_of("(uid=${account})").as_deref(),
+        Some("uid")
+    );
+    assert_eq!(
+        account_attribute_of("(&(objectClass=inetOrgPerson)(sAMAccountName=${account}))")
+            .as_deref(),
+        Some("sAMAccountName")
+    );
+    // two candidates, or none: no guess
+    assert_eq!(
+        account_attribute_of("(|(uid=${account})(mail=${account}))"),
+        None
+    );
+    assert_eq!(account_attribute_of("(cn=*${account}*)"), None);
+    assert_eq!(account_attribute_of(""), None);
+}

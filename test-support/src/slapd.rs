@@ -24,6 +24,28 @@ use std::time::Duration;
 
 use crate::{Process, TempDir, free_port, require_binary, run, wait_for_port, workdir};
 
+/// Whether every thread of `pid` is in the stopped state (`T`), per /proc.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    let mut any = false;
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        // the state follows the parenthesised command name
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
+        if state != Some('T') && state != Some('t') {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// The directory suffix.
 pub const SUFFIX: &str = "dc=example,dc=org";
 /// The rootdn.
@@ -393,6 +415,19 @@ impl Slapd {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill {sig} {pid} failed");
+        // the signal is delivered at once, but each thread stops (or resumes) when next
+        // scheduled: wait until the kernel reports every thread in the wanted state
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if all_threads_stopped(pid) == frozen {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!(
+            "slapd ({pid}) did not {} in time",
+            if frozen { "stop" } else { "resume" }
+        );
     }
 
     /// Established TCP connections to slapd's two ports, counted by `ss` on the server side.

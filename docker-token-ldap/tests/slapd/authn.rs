@@ -255,3 +255,40 @@ async fn labels_from_member_of_and_group_searches() {
     // TODO(acl): drive a `${labels:group}` ACL rule with these labels once
     // docker_token_core::acl::Acl is on main (it is a stub in this worktree).
 }
+
+/// LDAP matches `uid` case-insensitively and ignores surrounding spaces: `ALICE` and
+/// ` alice` bind as alice. The identity must then be `alice`, as the directory spells it, or
+/// ACL rules written for `alice` (a deny, say) would not apply to `ALICE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_is_spelled_as_in_the_directory() {
+    let s = Slapd::start();
+    let mut cfg = config(&s);
+    cfg.cache_ttl = 30.0;
+    let ldap = LdapAuthenticator::from_config(&cfg).unwrap();
+    for typed in ["alice", "ALICE", "Alice", " alice"] {
+        for round in 0..2 {
+            // the second round is served by the cache
+            let out = outcome(&ldap, typed, "alicepw").await;
+            assert!(
+                matches!(&out, AuthnOutcome::Authenticated(id) if id.account == "alice"),
+                "{typed:?} (round {round}) → {out:?}"
+            );
+        }
+    }
+    // an explicit attribute: mail
+    let mut cfg = config(&s);
+    cfg.filter = "(|(uid=${account})(mail=${account}))".to_owned();
+    cfg.account_attribute = Some("uid".to_owned());
+    let ldap = LdapAuthenticator::from_config(&cfg).unwrap();
+    let out = outcome(&ldap, "ALICE", "alicepw").await;
+    assert!(
+        matches!(&out, AuthnOutcome::Authenticated(id) if id.account == "alice"),
+        "{out:?}"
+    );
+    // logging in by mail keeps the typed name (the uid does not equal it)
+    let out = outcome(&ldap, "alice@example.org", "alicepw").await;
+    assert!(
+        matches!(&out, AuthnOutcome::Authenticated(id) if id.account == "alice@example.org"),
+        "{out:?}"
+    );
+}
