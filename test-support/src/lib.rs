@@ -296,48 +296,14 @@ pub struct CmdOutput {
     pub stderr: String,
 }
 
-/// Runs a client command to completion (with a timeout), capturing its output.
+/// Runs a client command to completion (with a timeout), capturing its output; stdin is
+/// closed at once.
 #[must_use]
 pub fn run(command: &mut Command, timeout: Duration) -> CmdOutput {
-    let rendered = format!("{command:?}");
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {rendered}: {e}"));
-    drop(child.stdin.take());
-    let out = child.stdout.take().map(read_all);
-    let err = child.stderr.take().map(read_all);
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{rendered} did not finish in {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = out
-        .map(|h| h.join().unwrap_or_default())
-        .unwrap_or_default();
-    let stderr = err
-        .map(|h| h.join().unwrap_or_default())
-        .unwrap_or_default();
-    if std::env::var_os("DOCKER_TOKEN_TEST_VERBOSE").is_some() {
-        eprintln!("$ {rendered}\n-> {status}\n{stdout}\n{stderr}");
-    }
-    CmdOutput {
-        success: status.success(),
-        stdout,
-        stderr,
-    }
+    run_with_stdin(command, "", timeout)
 }
 
-/// Runs a command with `input` on stdin.
+/// Runs a command with `input` on stdin (then closed), capturing its output.
 #[must_use]
 pub fn run_with_stdin(command: &mut Command, input: &str, timeout: Duration) -> CmdOutput {
     use std::io::Write;
@@ -365,14 +331,19 @@ pub fn run_with_stdin(command: &mut Command, input: &str, timeout: Duration) -> 
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    let stdout = out
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    let stderr = err
+        .map(|h| h.join().unwrap_or_default())
+        .unwrap_or_default();
+    if std::env::var_os("DOCKER_TOKEN_TEST_VERBOSE").is_some() {
+        eprintln!("$ {rendered}\n-> {status}\n{stdout}\n{stderr}");
+    }
     CmdOutput {
         success: status.success(),
-        stdout: out
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default(),
-        stderr: err
-            .map(|h| h.join().unwrap_or_default())
-            .unwrap_or_default(),
+        stdout,
+        stderr,
     }
 }
 

@@ -426,6 +426,16 @@ fn service_name_with_spaces() {
     );
 }
 
+/// The JOSE header of a token issued to alice.
+fn token_header(env: &Env) -> serde_json::Value {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (_, body) = rt.block_on(env.token(
+        &format!("service={}", env.service),
+        Some(("alice", ALICE_PW)),
+    ));
+    jwt_part(body["token"].as_str().unwrap(), 1)
+}
+
 #[test]
 fn x5c_and_kid_only_tokens_are_accepted() {
     // default: certificate configured → x5c + libtrust kid
