@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod oidc;
+
 pub use tempfile::TempDir;
 
 /// How to install every peer at once.
