@@ -36,6 +36,11 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$NODE_MAJOR" -lt 20 ]; then
+  echo "install-peers: node $(node --version) is too old for oidc-provider 9 (needs 20.19+; 22 LTS recommended)" >&2
+  exit 1
+fi
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OIDC_DIR="$ROOT/test-support/oidc-provider"
 # node_modules/.installed-lock is a copy of the lock file it was installed from: rerun npm ci when it changed.

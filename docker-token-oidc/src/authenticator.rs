@@ -298,13 +298,15 @@ impl OidcTokenAuthenticator {
             .unwrap_or_default()
             .as_secs();
         let exp = claims.get("exp").and_then(Value::as_u64);
-        if exp.is_some_and(|e| e <= now) {
+        // a JWT's `exp` was already checked with the same tolerance
+        if exp.is_some_and(|e| e.saturating_add(self.jwt.clock_skew.as_secs()) <= now) {
             return (AuthnOutcome::Rejected, negative);
         }
         match self.rules.verdict(claims, account) {
             ClaimsVerdict::Matches(labels) => {
                 let ttl = exp.map_or(self.cache_ttl, |e| {
-                    self.cache_ttl.min(Duration::from_secs(e - now))
+                    self.cache_ttl
+                        .min(Duration::from_secs(e.saturating_sub(now)))
                 });
                 tracing::debug!(backend = %self.name, user = %account, "access token accepted");
                 (
