@@ -14,7 +14,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 
@@ -108,7 +109,35 @@ impl Provider {
 
     /// How many `method path` requests the provider has received (paths without query).
     #[must_use]
+    ///
+    /// The provider logs each request before answering it, but its output is read by another
+    /// thread; so this first sends a marker request and waits until the marker's line is
+    /// captured: every earlier request's line is then captured, too.
     pub fn request_count(&self, method: &str, path: &str) -> usize {
+        static MARKERS: AtomicUsize = AtomicUsize::new(0);
+        if let Some(process) = &self.process {
+            let marker = format!(
+                "/__count-marker/{}",
+                MARKERS.fetch_add(1, Ordering::Relaxed)
+            );
+            let (status, _) = send(
+                self.port,
+                &format!(
+                    "GET {marker} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+                    self.port
+                ),
+            );
+            assert_ne!(status, 0, "the provider did not answer the marker request");
+            let needle = format!("REQ GET {marker}");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !process.output().lines().any(|l| l == needle) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the provider did not log {marker}"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
         let needle = format!("REQ {method} {path}");
         self.output().lines().filter(|l| *l == needle).count()
     }
@@ -268,6 +297,11 @@ pub fn post_form(
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
+    send(port, &request)
+}
+
+/// Sends a raw HTTP/1.1 request (with `Connection: close`) and returns (status, body).
+fn send(port: u16, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port))
         .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
