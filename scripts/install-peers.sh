@@ -30,6 +30,26 @@ if ! command -v docker >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker.io >/dev/null
 fi
 
+# The OpenID Provider for docker-token-oidc's tests (node oidc-provider, pinned by package-lock.json).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "install-peers: installing nodejs and npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$NODE_MAJOR" -lt 20 ]; then
+  echo "install-peers: node $(node --version) is too old for oidc-provider 9 (needs 20.19+; 22 LTS recommended)" >&2
+  exit 1
+fi
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OIDC_DIR="$ROOT/test-support/oidc-provider"
+# node_modules/.installed-lock is a copy of the lock file it was installed from: rerun npm ci when it changed.
+if ! cmp -s "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.installed-lock" 2>/dev/null; then
+  echo "install-peers: npm ci in test-support/oidc-provider"
+  npm ci --prefix "$OIDC_DIR" --no-audit --no-fund >/dev/null
+  cp "$OIDC_DIR/package-lock.json" "$OIDC_DIR/node_modules/.installed-lock"
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   echo "install-peers: installing cargo-nextest"
   cargo install --locked cargo-nextest

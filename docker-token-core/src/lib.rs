@@ -13,6 +13,7 @@ pub mod acl;
 mod authn;
 mod authz;
 pub mod config;
+pub mod credential_store;
 mod error;
 mod identity;
 pub mod keys;
@@ -27,6 +28,7 @@ pub use authn::{Authenticator, AuthenticatorChain, AuthnOutcome, LoginAttempt};
 pub use authz::{
     Authorizer, AuthorizerChain, AuthzOutcome, AuthzRequest, Decision, Grant, RuleRef,
 };
+pub use credential_store::{CredentialStore, InMemoryCredentialStore, StoredCredential};
 pub use error::{
     BackendError, BackendErrorKind, BoxError, ConfigError, Error, Result, display_chain,
 };

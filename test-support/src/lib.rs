@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod oidc;
+
 pub use tempfile::TempDir;
 
 pub mod slapd;
