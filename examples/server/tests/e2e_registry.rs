@@ -440,14 +440,7 @@ fn token_header(env: &Env) -> serde_json::Value {
 fn x5c_and_kid_only_tokens_are_accepted() {
     // default: certificate configured → x5c + libtrust kid
     let env = Env::start(Opts::default());
-    let header = {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let (_, body) = rt.block_on(env.token(
-            &format!("service={}", env.service),
-            Some(("alice", ALICE_PW)),
-        ));
-        jwt_part(body["token"].as_str().unwrap(), 1)
-    };
+    let header = token_header(&env);
     assert!(
         header["x5c"].as_array().is_some_and(|a| a.len() == 1),
         "{header}"
@@ -462,14 +455,7 @@ fn x5c_and_kid_only_tokens_are_accepted() {
         with_certificate: false,
         ..Opts::default()
     });
-    let header = {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let (_, body) = rt.block_on(env.token(
-            &format!("service={}", env.service),
-            Some(("alice", ALICE_PW)),
-        ));
-        jwt_part(body["token"].as_str().unwrap(), 1)
-    };
+    let header = token_header(&env);
     assert!(header.get("x5c").is_none(), "{header}");
     assert_eq!(header["kid"].as_str().unwrap().len(), 59, "{header}");
     assert_ok(
