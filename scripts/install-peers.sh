@@ -12,6 +12,7 @@ APT_PACKAGES=(
   podman            # podman login
   slapd ldap-utils  # OpenLDAP for docker-token-ldap
   jq
+  chromium          # the headless browser of the OIDC browser-login test (driven by playwright-core)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

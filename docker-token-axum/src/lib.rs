@@ -10,6 +10,8 @@
 //! | `GET /healthz` | liveness: the process answers |
 //! | `GET /readyz` | readiness: every backend is reachable (503 otherwise) |
 //!
+//! With the `oidc` feature, `oidc_login_router` adds the OIDC browser login (the OIDC routes).
+//!
 //! ```no_run
 //! # async fn demo(service: docker_token_core::TokenService) -> std::io::Result<()> {
 //! use docker_token_axum::{TokenRouter, serve_with_connect_info};
@@ -21,6 +23,8 @@
 //! ```
 
 mod client_ip;
+#[cfg(feature = "oidc")]
+mod oidc;
 
 use std::net::SocketAddr;
 
@@ -35,6 +39,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tracing::{Instrument, field};
 
 pub use client_ip::{ClientIpConfig, ClientIpError};
+#[cfg(feature = "oidc")]
+pub use oidc::oidc_login_router;
 
 /// The default token path, as in docker_auth.
 pub const DEFAULT_TOKEN_PATH: &str = "/auth";

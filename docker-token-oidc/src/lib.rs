@@ -31,8 +31,10 @@
 //! # }
 //! ```
 //!
-//! A browser login (authorization code flow) storing generated docker passwords in a
-//! [`docker_token_core::CredentialStore`] is planned.
+//! [`OidcLogin`] is the browser login (authorization code flow with PKCE, `state` and
+//! `nonce`): it hands out a generated docker password, keeps its bcrypt hash in a
+//! [`docker_token_core::CredentialStore`], and [`OidcLoginAuthenticator`] accepts it. Its
+//! handlers are framework-free (`http` types); `docker-token-axum` mounts them (feature `oidc`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod authenticator;
@@ -44,8 +46,10 @@ mod http;
 mod introspection;
 mod jwks;
 mod jwt;
+mod login;
 
 pub use authenticator::OidcTokenAuthenticator;
 pub use config::{ClientAuth, OidcTokenConfig};
 /// The JWS algorithm names used in [`OidcTokenConfig::algorithms`].
 pub use jsonwebtoken::Algorithm as JwtAlgorithm;
+pub use login::{LevelTokenDb, OidcLogin, OidcLoginAuthenticator, OidcLoginConfig};

@@ -127,6 +127,7 @@ async fn expired_token_stops_working_and_the_cache_ends_at_expiry() {
     let p = Provider::start_with(ProviderOptions {
         access_token_ttl: Some(2),
         port: None,
+        ..Default::default()
     });
     let auth = authenticator(&config(&p));
     let token = p.access_token("alice", "alicepw", None);
@@ -287,6 +288,7 @@ async fn idp_down_at_startup_then_discovered_later() {
     let p = Provider::start_with(ProviderOptions {
         access_token_ttl: None,
         port: Some(port),
+        ..Default::default()
     });
     let token = p.access_token("alice", "alicepw", None);
     // a failed discovery is retried after a second

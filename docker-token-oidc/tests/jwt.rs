@@ -186,6 +186,7 @@ async fn expired_jwt_is_rejected() {
     let p = Provider::start_with(ProviderOptions {
         access_token_ttl: Some(1),
         port: None,
+        ..Default::default()
     });
     let mut c = jwt_config(&p);
     c.clock_skew = Duration::ZERO;

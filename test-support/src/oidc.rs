@@ -42,6 +42,9 @@ pub struct ProviderOptions {
     pub access_token_ttl: Option<u64>,
     /// A fixed port; `None` lets the OS choose.
     pub port: Option<u16>,
+    /// Extra redirect URIs of the `registry-ui` client (`RP_REDIRECT_URIS`), e.g. the
+    /// callback of a server under test on its own port.
+    pub rp_redirect_uris: Vec<String>,
 }
 
 /// A running `oidc-provider`, killed on drop.
@@ -55,7 +58,9 @@ pub struct Provider {
     process: Option<Process>,
 }
 
-fn provider_dir() -> PathBuf {
+/// The directory of `provider.mjs` and `browser-login.mjs` (and their `node_modules`).
+#[must_use]
+pub fn provider_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("oidc-provider")
 }
 
@@ -249,6 +254,9 @@ fn spawn(options: &ProviderOptions) -> (Process, String, u16) {
             .env("PORT", options.port.unwrap_or(0).to_string());
         if let Some(ttl) = options.access_token_ttl {
             cmd.env("AT_TTL", ttl.to_string());
+        }
+        if !options.rp_redirect_uris.is_empty() {
+            cmd.env("RP_REDIRECT_URIS", options.rp_redirect_uris.join(","));
         }
         cmd
     };

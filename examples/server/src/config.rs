@@ -9,6 +9,9 @@ use docker_token_core::acl::{Acl, AclEntry};
 use docker_token_core::config::TokenConfig;
 use docker_token_core::static_users::UsersConfig;
 use docker_token_ldap::{LdapAuthenticator, LdapConfig};
+use docker_token_oidc::{
+    OidcLogin, OidcLoginAuthenticator, OidcLoginConfig, OidcTokenAuthenticator, OidcTokenConfig,
+};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -32,6 +35,12 @@ pub(crate) struct FileConfig {
     /// `ldap_auth:` — an LDAP directory (docker_auth's keys plus ours).
     #[serde(default)]
     pub(crate) ldap_auth: Option<LdapConfig>,
+    /// `oidc_auth:` — the OIDC browser login (docker_auth's keys plus ours).
+    #[serde(default)]
+    pub(crate) oidc_auth: Option<OidcLoginConfig>,
+    /// `oidc_token_auth:` — our addition: IdP access tokens as docker passwords.
+    #[serde(default)]
+    pub(crate) oidc_token_auth: Option<OidcTokenConfig>,
     /// The order of the top-level sections in the file (filled after parsing).
     #[serde(skip)]
     pub(crate) section_order: Vec<String>,
@@ -42,8 +51,6 @@ pub(crate) struct FileConfig {
     google_auth: Option<IgnoredAny>,
     #[serde(default)]
     github_auth: Option<IgnoredAny>,
-    #[serde(default)]
-    oidc_auth: Option<IgnoredAny>,
     #[serde(default)]
     gitlab_auth: Option<IgnoredAny>,
     #[serde(default)]
@@ -130,6 +137,53 @@ pub(crate) struct Loaded {
     pub(crate) authenticators: Vec<Authn>,
     /// The compiled ACL, if any.
     pub(crate) acl: Option<Acl>,
+    /// The OIDC browser login (`oidc_auth`), whose routes the server mounts.
+    pub(crate) oidc_login: Option<OidcLogin>,
+    /// Its credential store, swept by the server.
+    pub(crate) oidc_store: Option<SharedStore>,
+}
+
+/// A credential store shared by the login and the sweeper.
+#[derive(Clone)]
+pub(crate) struct SharedStore(pub(crate) std::sync::Arc<dyn docker_token_core::CredentialStore>);
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedStore")
+    }
+}
+
+/// The store named by `oidc_auth`'s token-DB keys: `level_token_db.path` (or docker_auth's
+/// older `token_db`) is a persistent redb file; none is process memory (lost on restart).
+fn oidc_store(c: &OidcLoginConfig) -> Result<SharedStore, String> {
+    if c.redis_token_db.is_some() {
+        return Err(
+            "redis_token_db is not supported yet; use level_token_db: {path: …}".to_owned(),
+        );
+    }
+    if c.gcs_token_db.is_some() {
+        return Err("gcs_token_db is not supported yet; use level_token_db: {path: …}".to_owned());
+    }
+    let path = match (&c.level_token_db, &c.token_db) {
+        (Some(_), Some(_)) => {
+            return Err("set level_token_db or token_db, not both".to_owned());
+        }
+        (Some(l), None) => Some(l.path.clone()),
+        (None, p) => p.clone(),
+    };
+    match path {
+        Some(p) => crate::store::RedbCredentialStore::open(&p)
+            .map(|s| SharedStore(std::sync::Arc::new(s)))
+            .map_err(|e| format!("level_token_db: {e}")),
+        None => {
+            tracing::warn!(
+                "oidc_auth has no level_token_db: docker passwords are kept in memory and lost on restart"
+            );
+            Ok(SharedStore(std::sync::Arc::new(
+                docker_token_core::InMemoryCredentialStore::new(),
+            )))
+        }
+    }
 }
 
 impl FileConfig {
@@ -156,7 +210,6 @@ impl FileConfig {
         let sections = [
             ("google_auth", self.google_auth.is_some()),
             ("github_auth", self.github_auth.is_some()),
-            ("oidc_auth", self.oidc_auth.is_some()),
             ("gitlab_auth", self.gitlab_auth.is_some()),
             ("mongo_auth", self.mongo_auth.is_some()),
             ("xorm_auth", self.xorm_auth.is_some()),
@@ -191,7 +244,7 @@ impl FileConfig {
         } else {
             Err(LoadError(format!(
                 "{origin}: docker_auth section(s) not supported by docker-token yet: {} \
-                 (supported: server, token, users, htpasswd_file, ldap_auth, acl)",
+                 (supported: server, token, users, htpasswd_file, ldap_auth, oidc_auth, oidc_token_auth, acl)",
                 unsupported.join(", ")
             )))
         }
@@ -262,6 +315,28 @@ impl FileConfig {
             ),
             None => None,
         };
+        let oidc_token = match &self.oidc_token_auth {
+            Some(c) => Some(Authn::OidcToken(std::sync::Arc::new(
+                OidcTokenAuthenticator::from_config(c)
+                    .map_err(|e| err(&format!("oidc_token_auth: {e}")))?
+                    .with_name("oidc_token_auth"),
+            ))),
+            None => None,
+        };
+        let (oidc_login, oidc_store) = match &self.oidc_auth {
+            Some(c) => {
+                let store = oidc_store(c).map_err(|e| err(&format!("oidc_auth: {e}")))?;
+                let prefix = self.server.path_prefix.as_deref().unwrap_or("");
+                let start = format!("{}/oidc_auth", prefix.trim_end_matches('/'));
+                let login = OidcLogin::new(c, store.0.clone(), start).map_err(|e| err(&e))?;
+                (Some(login), Some(store))
+            }
+            None => (None, None),
+        };
+        let mut oidc_authn = oidc_login
+            .as_ref()
+            .map(|l| Authn::OidcLogin(std::sync::Arc::new(l.authenticator())));
+        let mut oidc_token = oidc_token;
         // The chain runs in the order the sections appear in the file (docker_auth used a
         // fixed order); `users` and `htpasswd_file` form one static backend.
         let mut authenticators = Vec::new();
@@ -271,14 +346,18 @@ impl FileConfig {
             match section.as_str() {
                 "users" | "htpasswd_file" => authenticators.extend(users.take()),
                 "ldap_auth" => authenticators.extend(ldap.take()),
+                "oidc_auth" => authenticators.extend(oidc_authn.take()),
+                "oidc_token_auth" => authenticators.extend(oidc_token.take()),
                 _ => {}
             }
         }
         authenticators.extend(users.take());
         authenticators.extend(ldap.take());
+        authenticators.extend(oidc_authn.take());
+        authenticators.extend(oidc_token.take());
         if authenticators.is_empty() {
             return Err(err(
-                &"no authentication backend configured: add `users:` (an empty map denies everyone), `htpasswd_file:` or `ldap_auth:`",
+                &"no authentication backend configured: add `users:` (an empty map denies everyone), `htpasswd_file:`, `ldap_auth:`, `oidc_auth:` or `oidc_token_auth:`",
             ));
         }
         let acl = match &self.acl {
@@ -295,6 +374,8 @@ impl FileConfig {
             file: self,
             authenticators,
             acl,
+            oidc_login,
+            oidc_store,
         })
     }
 }
@@ -306,6 +387,10 @@ pub(crate) enum Authn {
     Static(StaticUsers),
     /// `ldap_auth`.
     Ldap(std::sync::Arc<LdapAuthenticator>),
+    /// `oidc_auth`: the passwords of the browser login.
+    OidcLogin(std::sync::Arc<OidcLoginAuthenticator>),
+    /// `oidc_token_auth`: IdP access tokens.
+    OidcToken(std::sync::Arc<OidcTokenAuthenticator>),
 }
 
 /// The top-level keys of a YAML mapping, in document order.

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod quickstart;
 mod serve;
+mod store;
 
 use std::process::ExitCode;
 

@@ -28,6 +28,8 @@ pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> 
         match a {
             Authn::Static(users) => authn.push(Arc::new(users.clone())),
             Authn::Ldap(ldap) => authn.push(ldap.clone()),
+            Authn::OidcLogin(a) => authn.push(a.clone()),
+            Authn::OidcToken(a) => authn.push(a.clone()),
         }
     }
     let mut authz = AuthorizerChain::new();
@@ -61,6 +63,9 @@ fn router(loaded: &Loaded, service: TokenService) -> Result<Router, LoadError> {
         r = r.prefix(p.clone());
     }
     let mut app = r.build();
+    if let Some(login) = &loaded.oidc_login {
+        app = app.merge(docker_token_axum::oidc_login_router(login.clone()));
+    }
     if server.hsts {
         app = app.layer(axum::middleware::map_response(
             |mut res: axum::response::Response| async move {
@@ -122,6 +127,9 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
         }
     };
     let service = build_service(&loaded)?;
+    if let Some(store) = &loaded.oidc_store {
+        crate::store::spawn_sweeper(store.0.clone(), Duration::from_secs(300));
+    }
     let app = router(&loaded, service)?;
     let server = &loaded.file.server;
     if server.net.as_deref() == Some("unix") {

@@ -383,3 +383,22 @@ acl:
             .unwrap_or(true)
     );
 }
+
+#[test]
+fn oidc_token_dbs_other_than_level_are_named() {
+    let oidc = "oidc_auth:\n  issuer: https://idp.example.org\n  redirect_url: https://auth.example.org/oidc_auth\n  client_id: c\n  client_secret: s\n";
+    for (key, value) in [
+        ("redis_token_db", "{addr: \"127.0.0.1:6379\"}"),
+        ("gcs_token_db", "{bucket: b}"),
+    ] {
+        let out = check(&format!("{BASE}{oidc}  {key}: {value}\nacl: []\n"));
+        assert!(
+            out.stderr.contains(key) && out.stderr.contains("not supported yet"),
+            "{key}: {}",
+            out.stderr
+        );
+    }
+    // a valid oidc_auth section is not what fails here (the token key is missing)
+    let out = check(&format!("{BASE}{oidc}acl: []\n"));
+    assert!(!out.stderr.contains("oidc_auth"), "{}", out.stderr);
+}

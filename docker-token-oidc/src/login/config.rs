@@ -1,0 +1,353 @@
+//! The `oidc_auth:` configuration section ([`OidcLoginConfig`]): docker_auth's keys plus ours.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use docker_token_core::{ConfigError, Password};
+use serde::{Deserialize, Deserializer};
+
+use crate::config::{check_url, deserialize_duration};
+
+/// docker_auth's `level_token_db:` — where the persistent credential store lives.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LevelTokenDb {
+    /// The database file (docker_auth: a LevelDB directory; here a file of the server's
+    /// embedded store).
+    pub path: PathBuf,
+}
+
+/// Configuration of the browser login ([`OidcLogin`](crate::OidcLogin)): docker_auth's
+/// `oidc_auth` section.
+///
+/// The `*token_db` keys are not used by this crate: the server picks its
+/// [`CredentialStore`](docker_token_core::CredentialStore) from them.
+///
+/// ```
+/// use docker_token_oidc::OidcLoginConfig;
+///
+/// let config: OidcLoginConfig = serde_json::from_value(serde_json::json!({
+///     "issuer": "https://idp.example.org/realms/main",
+///     "redirect_url": "https://auth.example.org/oidc_auth/callback",
+///     "client_id": "docker-registry",
+///     "client_secret_file": "/run/secrets/oidc",
+///     "user_claim": "preferred_username",
+///     "labels_claims": ["groups"],
+///     "registry_url": "registry.example.org",
+/// }))
+/// .unwrap();
+/// config.validate().unwrap();
+/// assert_eq!(config.label_claims, ["groups"]);
+/// ```
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcLoginConfig {
+    /// The issuer; `<issuer>/.well-known/openid-configuration` names the endpoints.
+    pub issuer: String,
+    /// Where the provider sends the browser back (registered at the provider); its path is
+    /// served as the callback (e.g. `https://auth.example.org/oidc_auth/callback`, or
+    /// docker_auth's `…/oidc_auth`).
+    pub redirect_url: String,
+    /// The client id at the provider; also the required `aud` of id tokens.
+    pub client_id: String,
+    /// The client secret. Prefer `client_secret_file`.
+    #[serde(default, deserialize_with = "deserialize_secret")]
+    pub client_secret: Option<Password>,
+    /// A file holding the client secret (trailing whitespace ignored).
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Requested scopes (default `openid profile email`); `openid` is added if missing. With
+    /// `offline_access`, the provider is asked for a refresh token (`prompt=consent`).
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The claim that names the docker user (default `email`, as in docker_auth).
+    #[serde(default = "default_user_claim")]
+    pub user_claim: String,
+    /// Claims copied into labels; docker_auth spells it `labels_claims`.
+    #[serde(default, alias = "labels_claims")]
+    pub label_claims: Vec<String>,
+    /// Read the user and label claims from the userinfo endpoint instead of the id token.
+    #[serde(default)]
+    pub use_userinfo: bool,
+    /// The registry host shown in the `docker login` command on the result page.
+    #[serde(default)]
+    pub registry_url: Option<String>,
+    /// How long a generated docker password is valid (default 30 days).
+    #[serde(
+        default = "default_password_lifetime",
+        deserialize_with = "deserialize_duration",
+        alias = "token_lifetime"
+    )]
+    pub password_lifetime: Duration,
+    /// After this long, a docker password is re-checked with the provider's refresh token;
+    /// without one, the user must log in again (default 1 h).
+    #[serde(
+        default = "default_revalidate_after",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub revalidate_after: Duration,
+    /// How long a started browser login may take (default 10 min).
+    #[serde(
+        default = "default_login_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub login_timeout: Duration,
+    /// Timeout of each request to the provider (default 10 s).
+    #[serde(
+        default = "default_http_timeout",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub http_timeout: Duration,
+    /// Allowed clock difference for id-token `exp` (default 30 s).
+    #[serde(
+        default = "default_clock_skew",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub clock_skew: Duration,
+    /// bcrypt cost of the stored password hashes (default 8: the passwords are 128-bit
+    /// random, so the hash only has to be one-way, not slow).
+    #[serde(default = "default_bcrypt_cost")]
+    pub bcrypt_cost: u32,
+    /// docker_auth's `level_token_db`: the server's persistent store.
+    #[serde(default)]
+    pub level_token_db: Option<LevelTokenDb>,
+    /// docker_auth's older `token_db` (a path): the same as `level_token_db.path`.
+    #[serde(default)]
+    pub token_db: Option<PathBuf>,
+    /// docker_auth's `redis_token_db` (not supported yet; the server says so).
+    #[serde(default)]
+    pub redis_token_db: Option<serde_json::Value>,
+    /// docker_auth's `gcs_token_db` (not supported yet; the server says so).
+    #[serde(default)]
+    pub gcs_token_db: Option<serde_json::Value>,
+}
+
+fn default_scopes() -> Vec<String> {
+    ["openid", "profile", "email"].map(str::to_owned).to_vec()
+}
+fn default_user_claim() -> String {
+    "email".to_owned()
+}
+fn default_password_lifetime() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_revalidate_after() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_login_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_http_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_bcrypt_cost() -> u32 {
+    8
+}
+
+fn deserialize_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(Password::new))
+}
+
+impl OidcLoginConfig {
+    /// Checks what serde cannot. Errors name the key (`oidc_auth.redirect_url: …`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at = |e: ConfigError, key: &str| e.at(key.to_owned()).at("oidc_auth");
+        check_url(&self.issuer, true).map_err(|e| at(e, "issuer"))?;
+        let redirect = check_url(&self.redirect_url, false).map_err(|e| at(e, "redirect_url"))?;
+        if redirect.query().is_some() {
+            return Err(at(
+                ConfigError::new("must not have a query"),
+                "redirect_url",
+            ));
+        }
+        if self.client_id.trim().is_empty() {
+            return Err(at(ConfigError::new("must not be empty"), "client_id"));
+        }
+        match (&self.client_secret, &self.client_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(at(
+                    ConfigError::new("set client_secret or client_secret_file, not both"),
+                    "client_secret",
+                ));
+            }
+            (None, None) => {
+                return Err(at(
+                    ConfigError::new(
+                        "a client secret (client_secret or client_secret_file) is required",
+                    ),
+                    "client_secret",
+                ));
+            }
+            _ => {}
+        }
+        if self.user_claim.trim().is_empty() {
+            return Err(at(ConfigError::new("must not be empty"), "user_claim"));
+        }
+        for (key, d) in [
+            ("password_lifetime", self.password_lifetime),
+            ("revalidate_after", self.revalidate_after),
+            ("login_timeout", self.login_timeout),
+            ("http_timeout", self.http_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(at(ConfigError::new("must be positive"), key));
+            }
+        }
+        if !(4..=31).contains(&self.bcrypt_cost) {
+            return Err(at(
+                ConfigError::new("must be between 4 and 31"),
+                "bcrypt_cost",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The path of the callback (from `redirect_url`).
+    pub(crate) fn callback_path(&self) -> String {
+        reqwest::Url::parse(&self.redirect_url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_else(|_| "/oidc_auth".to_owned())
+    }
+
+    /// Whether cookies must carry `Secure` (the callback is https).
+    pub(crate) fn secure_cookies(&self) -> bool {
+        self.redirect_url.starts_with("https://")
+    }
+
+    /// The scopes to request, `openid` first.
+    pub(crate) fn effective_scopes(&self) -> Vec<String> {
+        let mut out = vec!["openid".to_owned()];
+        out.extend(self.scopes.iter().filter(|s| *s != "openid").cloned());
+        out
+    }
+
+    /// The client secret from `client_secret` or `client_secret_file`.
+    pub(crate) fn load_secret(&self) -> Result<Password, ConfigError> {
+        if let Some(s) = &self.client_secret {
+            return Ok(s.clone());
+        }
+        let Some(path) = &self.client_secret_file else {
+            return Err(ConfigError::new("a client secret is required")
+                .at("client_secret")
+                .at("oidc_auth"));
+        };
+        let raw = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(format!("cannot read {}", path.display()))
+                .with_source(e)
+                .at("client_secret_file")
+                .at("oidc_auth")
+        })?;
+        let secret = Password::new(raw.trim_end());
+        drop(Password::new(raw));
+        if secret.is_empty() {
+            return Err(ConfigError::new(format!("{} is empty", path.display()))
+                .at("client_secret_file")
+                .at("oidc_auth"));
+        }
+        Ok(secret)
+    }
+}
+
+impl fmt::Debug for OidcLoginConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcLoginConfig")
+            .field("issuer", &self.issuer)
+            .field("redirect_url", &self.redirect_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .field("client_secret_file", &self.client_secret_file)
+            .field("scopes", &self.scopes)
+            .field("user_claim", &self.user_claim)
+            .field("label_claims", &self.label_claims)
+            .field("use_userinfo", &self.use_userinfo)
+            .field("registry_url", &self.registry_url)
+            .field("password_lifetime", &self.password_lifetime)
+            .field("revalidate_after", &self.revalidate_after)
+            .field("login_timeout", &self.login_timeout)
+            .field("level_token_db", &self.level_token_db)
+            .field("token_db", &self.token_db)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> serde_json::Value {
+        serde_json::json!({
+            "issuer": "https://idp.example.org",
+            "redirect_url": "https://auth.example.org/oidc_auth",
+            "client_id": "registry",
+            "client_secret": "s3cret-value",
+        })
+    }
+
+    #[test]
+    fn defaults_and_docker_auth_keys() {
+        let mut v = minimal();
+        v["labels_claims"] = serde_json::json!(["groups"]);
+        v["level_token_db"] = serde_json::json!({"path": "/var/lib/x.db"});
+        let c: OidcLoginConfig = serde_json::from_value(v).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.label_claims, ["groups"]);
+        assert_eq!(c.user_claim, "email");
+        assert_eq!(c.callback_path(), "/oidc_auth");
+        assert!(c.secure_cookies());
+        assert_eq!(c.effective_scopes(), ["openid", "profile", "email"]);
+        assert_eq!(
+            c.level_token_db.unwrap().path,
+            PathBuf::from("/var/lib/x.db")
+        );
+        let d = format!(
+            "{:?}",
+            serde_json::from_value::<OidcLoginConfig>(minimal()).unwrap()
+        );
+        assert!(!d.contains("s3cret-value"), "{d}");
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let cases = [
+            (
+                "redirect_url",
+                serde_json::json!("http://auth.example.org/cb"),
+                "oidc_auth.redirect_url",
+            ),
+            (
+                "redirect_url",
+                serde_json::json!("https://a/cb?x=1"),
+                "oidc_auth.redirect_url",
+            ),
+            ("issuer", serde_json::json!("ftp://idp"), "oidc_auth.issuer"),
+            ("client_id", serde_json::json!(""), "oidc_auth.client_id"),
+            (
+                "client_secret",
+                serde_json::Value::Null,
+                "oidc_auth.client_secret",
+            ),
+            (
+                "revalidate_after",
+                serde_json::json!(0),
+                "oidc_auth.revalidate_after",
+            ),
+            ("bcrypt_cost", serde_json::json!(3), "oidc_auth.bcrypt_cost"),
+        ];
+        for (key, value, location) in cases {
+            let mut v = minimal();
+            v[key] = value.clone();
+            let err = serde_json::from_value::<OidcLoginConfig>(v)
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert_eq!(err.location(), location, "{key}={value}: {err}");
+        }
+        let mut v = minimal();
+        v["label_claim"] = serde_json::json!(["x"]);
+        assert!(serde_json::from_value::<OidcLoginConfig>(v).is_err());
+    }
+}
