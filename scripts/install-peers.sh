@@ -12,6 +12,7 @@ APT_PACKAGES=(
   podman            # podman login
   slapd ldap-utils  # OpenLDAP for docker-token-ldap
   jq
+  wrk               # the load benchmark (cargo run --release -p docker-token-benches --bin load)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

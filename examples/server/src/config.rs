@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use docker_token_core::StaticUsers;
-use docker_token_core::cache::CacheConfig;
 use docker_token_core::acl::{Acl, AclEntry};
+use docker_token_core::cache::CacheConfig;
 use docker_token_core::config::TokenConfig;
 use docker_token_core::static_users::UsersConfig;
 use docker_token_ldap::{LdapAuthenticator, LdapConfig};

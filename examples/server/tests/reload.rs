@@ -10,7 +10,9 @@ use common::{ALICE_PW, Opts, T, hash, start_server, write_config};
 
 async fn status(url: &str, user: &str, password: &str) -> u16 {
     reqwest::Client::new()
-        .get(format!("{url}/auth?service=test-registry&scope=repository:demo/app:pull"))
+        .get(format!(
+            "{url}/auth?service=test-registry&scope=repository:demo/app:pull"
+        ))
         .basic_auth(user, Some(password))
         .send()
         .await
