@@ -209,6 +209,7 @@ fn real_main() -> Result<(), String> {
     )?;
     // the audit log's cost: the same server with INFO events filtered out
     let port = test_support::free_port();
+    let cfg = setup::config(dir.path(), "es256-warn", port, &es(None))?;
     bench.run_server(
         &bin,
         &cfg,

@@ -173,7 +173,12 @@ impl Server {
                 ));
             }
             if Instant::now() > deadline {
-                return Err("the server did not answer /healthz within 30 s".to_owned());
+                let log = std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+                return Err(format!(
+                    "the server did not answer /healthz on {} within 30 s (last: {:?}); its log:\n{log}",
+                    me.addr,
+                    get(me.addr, "/healthz", None)
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
