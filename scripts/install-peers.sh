@@ -13,6 +13,7 @@ APT_PACKAGES=(
   slapd ldap-utils  # OpenLDAP for docker-token-ldap
   jq
   chromium          # the headless browser of the OIDC browser-login test (driven by playwright-core)
+  wrk               # the load benchmark (cargo run --release -p docker-token-benches --bin load)
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -14,7 +14,8 @@ use docker_token_core::scope::parse_scopes;
 use docker_token_core::static_users::UsersConfig;
 use docker_token_core::token::{AccessEntry, TokenIssuer};
 use docker_token_core::{
-    AuthenticatorChain, AuthorizerChain, AuthzRequest, Identity, Scope, StaticUsers, TokenService,
+    AuthenticatorChain, AuthorizerChain, AuthzRequest, CacheConfig, CachedAuthenticator, Identity,
+    Scope, StaticUsers, TokenService,
 };
 
 fn acl(rules: usize) -> Acl {
@@ -114,6 +115,24 @@ fn bench_mint(c: &mut Criterion) {
             |b| b.iter(|| jsonwebtoken::encode(black_box(&header), &claims, &key).expect("encode")),
         );
     }
+    // RSA-4096 (docker_auth deployments often have one); gen-key makes 2048-bit keys
+    let rsa4096 = {
+        use aws_lc_rs::encoding::AsDer as _;
+        let pair =
+            aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa4096).expect("rsa 4096");
+        let der = pair.as_der().expect("pkcs8").as_ref().to_vec();
+        let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", der));
+        SigningKey::from_pem(pem.as_bytes(), None).expect("key")
+    };
+    let issuer = TokenIssuer::new("bench", Duration::from_secs(300), KeySet::new(rsa4096));
+    let access = access();
+    g.bench_function("RS256 RSA-4096 pre-parsed (ours)", |b| {
+        b.iter(|| {
+            issuer
+                .issue(black_box("alice"), "registry", &access)
+                .expect("issue")
+        })
+    });
     g.finish();
 }
 
@@ -136,6 +155,18 @@ fn bench_service(c: &mut Criterion) {
         )
         .authorizers(AuthorizerChain::new().with(acl(20)))
         .build();
+    let cached = TokenService::builder(service.issuer().clone())
+        .authenticators(
+            AuthenticatorChain::new().with(
+                CachedAuthenticator::new(
+                    StaticUsers::from_config(&users).expect("users"),
+                    CacheConfig::default(),
+                )
+                .expect("cache"),
+            ),
+        )
+        .authorizers(AuthorizerChain::new().with(acl(20)))
+        .build();
     let basic = http::HeaderValue::from_static("Basic YWxpY2U6c2VjcmV0"); // alice:secret
     let mut g = c.benchmark_group("TokenService::issue (ES256, 20-rule ACL)");
     g.bench_function("anonymous (baseline, no bcrypt)", |b| {
@@ -155,6 +186,15 @@ fn bench_service(c: &mut Criterion) {
         )
         .expect("req");
         b.iter(|| rt.block_on(service.issue(black_box(&req))).expect("issue"))
+    });
+    g.bench_function("static user, credential cache hit", |b| {
+        let req = TokenRequest::from_query(
+            "service=registry&scope=repository:demo/app:pull,push",
+            Some(&basic),
+            None,
+        )
+        .expect("req");
+        b.iter(|| rt.block_on(cached.issue(black_box(&req))).expect("issue"))
     });
     g.finish();
 }

@@ -23,6 +23,7 @@
 //! ```
 
 mod client_ip;
+mod handle;
 #[cfg(feature = "oidc")]
 mod oidc;
 
@@ -39,6 +40,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tracing::{Instrument, field};
 
 pub use client_ip::{ClientIpConfig, ClientIpError};
+pub use handle::ServiceHandle;
 #[cfg(feature = "oidc")]
 pub use oidc::oidc_login_router;
 
@@ -52,7 +54,7 @@ pub const DEFAULT_QUERY_LIMIT: usize = 16 * 1024;
 /// Builds the token server's [`Router`].
 #[derive(Debug, Clone)]
 pub struct TokenRouter {
-    service: TokenService,
+    service: ServiceHandle,
     prefix: String,
     token_path: String,
     client_ip: ClientIpConfig,
@@ -62,7 +64,7 @@ pub struct TokenRouter {
 
 #[derive(Clone, Debug)]
 struct AppState {
-    service: TokenService,
+    service: ServiceHandle,
     client_ip: ClientIpConfig,
     body_limit: usize,
     query_limit: usize,
@@ -72,6 +74,14 @@ impl TokenRouter {
     /// Routes for `service` with the defaults (`/auth`, peer address as client IP).
     #[must_use]
     pub fn new(service: TokenService) -> Self {
+        Self::with_handle(ServiceHandle::new(service))
+    }
+
+    /// Routes for a replaceable service: every request uses the service the handle holds
+    /// when the request arrives, so [`ServiceHandle::replace`] (a configuration reload)
+    /// takes effect for new requests while in-flight ones finish with the old service.
+    #[must_use]
+    pub fn with_handle(service: ServiceHandle) -> Self {
         Self {
             service,
             prefix: String::new(),
@@ -80,6 +90,12 @@ impl TokenRouter {
             body_limit: DEFAULT_BODY_LIMIT,
             query_limit: DEFAULT_QUERY_LIMIT,
         }
+    }
+
+    /// The handle through which the service can be replaced while serving.
+    #[must_use]
+    pub fn handle(&self) -> ServiceHandle {
+        self.service.clone()
     }
 
     /// A prefix for every route (docker_auth's `server.path_prefix`, e.g. `/docker`).
@@ -156,6 +172,7 @@ async fn token_endpoint(State(state): State<AppState>, request: Request) -> Resp
 
 async fn handle_token(state: AppState, request: Request) -> Response {
     let span = tracing::Span::current();
+    let service = state.service.current();
     let (parts, body) = request.into_parts();
     let peer = parts
         .extensions
@@ -166,7 +183,7 @@ async fn handle_token(state: AppState, request: Request) -> Response {
         Err(e) => {
             tracing::warn!(error = %e, "cannot determine the client address");
             span.record("outcome", "bad_request");
-            return error_response(&state.service, &Error::InvalidRequest(e.to_string()));
+            return error_response(&service, &Error::InvalidRequest(e.to_string()));
         }
     };
     if let Some(ip) = client_ip {
@@ -186,7 +203,7 @@ async fn handle_token(state: AppState, request: Request) -> Response {
         if query.len() > state.query_limit {
             span.record("outcome", "bad_request");
             return error_response(
-                &state.service,
+                &service,
                 &Error::InvalidRequest("query string too long".to_owned()),
             );
         }
@@ -197,12 +214,12 @@ async fn handle_token(state: AppState, request: Request) -> Response {
         Err(e) => {
             tracing::info!(error = %docker_token_core::display_chain(&e), "bad token request");
             span.record("outcome", "bad_request");
-            return error_response(&state.service, &e);
+            return error_response(&service, &e);
         }
     };
     span.record("service", request.service.as_str());
     span.record("scopes", field::display(ScopeList(&request)));
-    match state.service.issue(&request).await {
+    match service.issue(&request).await {
         Ok(issued) => {
             span.record("account", issued.account.as_str());
             span.record("jti", issued.jti.as_str());
@@ -213,7 +230,7 @@ async fn handle_token(state: AppState, request: Request) -> Response {
         Err(e) => {
             span.record("account", request.login().account.as_str());
             span.record("outcome", outcome_name(&e));
-            error_response(&state.service, &e)
+            error_response(&service, &e)
         }
     }
 }
@@ -271,7 +288,7 @@ fn error_response(service: &TokenService, error: &Error) -> Response {
 async fn jwks(State(state): State<AppState>) -> Response {
     json_response(
         StatusCode::OK,
-        state.service.jwks().to_string().into_bytes(),
+        state.service.current().jwks().to_string().into_bytes(),
     )
 }
 
@@ -280,12 +297,13 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.service.ready().await {
+    let service = state.service.current();
+    match service.ready().await {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %docker_token_core::display_chain(&e), "not ready");
             let e = Error::from(e);
-            error_response(&state.service, &e)
+            error_response(&service, &e)
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod acl;
 mod authn;
 mod authz;
+pub mod cache;
 pub mod config;
 pub mod credential_store;
 mod error;
@@ -28,6 +29,7 @@ pub use authn::{Authenticator, AuthenticatorChain, AuthnOutcome, LoginAttempt};
 pub use authz::{
     Authorizer, AuthorizerChain, AuthzOutcome, AuthzRequest, Decision, Grant, RuleRef,
 };
+pub use cache::{CacheConfig, CachedAuthenticator};
 pub use credential_store::{CredentialStore, InMemoryCredentialStore, StoredCredential};
 pub use error::{
     BackendError, BackendErrorKind, BoxError, ConfigError, Error, Result, display_chain,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use docker_token_core::StaticUsers;
 use docker_token_core::acl::{Acl, AclEntry};
+use docker_token_core::cache::CacheConfig;
 use docker_token_core::config::TokenConfig;
 use docker_token_core::static_users::UsersConfig;
 use docker_token_ldap::{LdapAuthenticator, LdapConfig};
@@ -29,6 +30,11 @@ pub(crate) struct FileConfig {
     /// Our addition: an htpasswd file (bcrypt lines only) merged into the static users.
     #[serde(default)]
     pub(crate) htpasswd_file: Option<PathBuf>,
+    /// Our addition: how long successful static-user (`users`, `htpasswd_file`) logins are
+    /// remembered; default `{ttl: 60, max_entries: 10000}`, `ttl: 0` turns it off. LDAP has
+    /// its own `ldap_auth.cache_ttl`.
+    #[serde(default)]
+    pub(crate) credential_cache: Option<CacheConfig>,
     /// `acl:` — the static ACL.
     #[serde(default)]
     pub(crate) acl: Option<Vec<AclEntry>>,
@@ -74,7 +80,7 @@ pub(crate) struct FileConfig {
 }
 
 /// `server:`.
-#[derive(Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServerConfig {
     /// `host:port` to listen on (`127.0.0.1:0` picks a free port and prints it).
@@ -244,7 +250,7 @@ impl FileConfig {
         } else {
             Err(LoadError(format!(
                 "{origin}: docker_auth section(s) not supported by docker-token yet: {} \
-                 (supported: server, token, users, htpasswd_file, ldap_auth, oidc_auth, oidc_token_auth, acl)",
+                 (supported: server, token, users, htpasswd_file, credential_cache, ldap_auth, oidc_auth, oidc_token_auth, acl)",
                 unsupported.join(", ")
             )))
         }
@@ -295,6 +301,10 @@ impl FileConfig {
         {
             parse_net(p).map_err(|e| err(&format!("server.real_ip_trusted_proxies[{i}]: {e}")))?;
         }
+        self.credential_cache
+            .unwrap_or_default()
+            .validate()
+            .map_err(|e| err(&e.at("credential_cache")))?;
         let mut users = match &self.users {
             Some(u) => Some(StaticUsers::from_config(u).map_err(|e| err(&e))?),
             None => None,

@@ -1,22 +1,25 @@
 //! `serve`: build the service from a loaded configuration and run the HTTP(S) server until
-//! SIGTERM/SIGINT, finishing in-flight requests.
+//! SIGTERM/SIGINT, finishing in-flight requests. SIGHUP re-reads the configuration file.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use docker_token_axum::{ClientIpConfig, TokenRouter, serve_with_connect_info};
-use docker_token_core::{AuthenticatorChain, AuthorizerChain, TokenService, display_chain};
+use docker_token_axum::{ClientIpConfig, ServiceHandle, TokenRouter, serve_with_connect_info};
+use docker_token_core::{
+    AuthenticatorChain, AuthorizerChain, CachedAuthenticator, TokenService, display_chain,
+};
 use http::{HeaderName, HeaderValue};
 
 use crate::cli::ServeArgs;
-use crate::config::{Authn, FileConfig, LoadError, Loaded, parse_net};
+use crate::config::{Authn, FileConfig, LoadError, Loaded, ServerConfig, parse_net};
 use crate::quickstart;
 
-/// Builds the token service (keys, authenticators, authorizers) from a loaded config.
+/// Builds the token service (keys, authenticators, authorizers) from a loaded config. Every
+/// call makes fresh credential caches (new keys, no entries).
 pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> {
     let issuer = loaded
         .file
@@ -26,7 +29,17 @@ pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> 
     let mut authn = AuthenticatorChain::new();
     for a in &loaded.authenticators {
         match a {
-            Authn::Static(users) => authn.push(Arc::new(users.clone())),
+            Authn::Static(users) => {
+                let cache = loaded.file.credential_cache.unwrap_or_default();
+                if cache.is_enabled() {
+                    let cached = CachedAuthenticator::new(users.clone(), cache).map_err(|e| {
+                        LoadError(format!("{}: credential_cache: {e}", loaded.origin))
+                    })?;
+                    authn.push(Arc::new(cached));
+                } else {
+                    authn.push(Arc::new(users.clone()));
+                }
+            }
             Authn::Ldap(ldap) => authn.push(ldap.clone()),
             Authn::OidcLogin(a) => authn.push(a.clone()),
             Authn::OidcToken(a) => authn.push(a.clone()),
@@ -42,7 +55,7 @@ pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> 
         .build())
 }
 
-fn router(loaded: &Loaded, service: TokenService) -> Result<Router, LoadError> {
+fn router(loaded: &Loaded, service: ServiceHandle) -> Result<Router, LoadError> {
     let server = &loaded.file.server;
     let mut client_ip = ClientIpConfig::peer();
     if let Some(h) = &server.real_ip_header {
@@ -58,7 +71,7 @@ fn router(loaded: &Loaded, service: TokenService) -> Result<Router, LoadError> {
             client_ip = client_ip.trust(nets);
         }
     }
-    let mut r = TokenRouter::new(service).client_ip(client_ip);
+    let mut r = TokenRouter::with_handle(service).client_ip(client_ip);
     if let Some(p) = &server.path_prefix {
         r = r.prefix(p.clone());
     }
@@ -126,12 +139,17 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
             (loaded, Some(q))
         }
     };
-    let service = build_service(&loaded)?;
+    let handle = ServiceHandle::new(build_service(&loaded)?);
     if let Some(store) = &loaded.oidc_store {
         crate::store::spawn_sweeper(store.0.clone(), Duration::from_secs(300));
     }
-    let app = router(&loaded, service)?;
+    let app = router(&loaded, handle.clone())?;
     let server = &loaded.file.server;
+    tokio::spawn(reload_on_sighup(
+        args.config.clone(),
+        handle,
+        server.clone(),
+    ));
     if server.net.as_deref() == Some("unix") {
         return serve_unix(&server.addr, app).await;
     }
@@ -204,6 +222,53 @@ async fn serve_unix(path: &str, app: Router) -> Result<(), LoadError> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| LoadError(format!("server error: {e}")))
+}
+
+/// On every SIGHUP: re-read and validate the configuration file, build a new service (with
+/// fresh caches and backend connections) and swap it in for new requests. An invalid file
+/// keeps the running service and logs why. `server:` changes need a restart.
+async fn reload_on_sighup(path: Option<PathBuf>, handle: ServiceHandle, server: ServerConfig) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: configuration reload disabled");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let Some(path) = &path else {
+            tracing::warn!("SIGHUP: running the embedded default, there is no file to reload");
+            continue;
+        };
+        match reload(path, &server).await {
+            Ok(service) => {
+                drop(handle.replace(service));
+                tracing::info!(config = %path.display(), "configuration reloaded");
+            }
+            Err(e) => tracing::error!(
+                config = %path.display(),
+                error = %e,
+                "configuration reload failed; still serving the previous configuration"
+            ),
+        }
+    }
+}
+
+async fn reload(path: &Path, running: &ServerConfig) -> Result<TokenService, LoadError> {
+    let path = path.to_owned();
+    let running = running.clone();
+    // file I/O and key parsing: off the async workers
+    tokio::task::spawn_blocking(move || {
+        let origin = path.display().to_string();
+        let loaded = FileConfig::read(&path)?.load(&origin)?;
+        if loaded.file.server != running {
+            tracing::warn!("server: section changed; it takes effect after a restart");
+        }
+        build_service(&loaded)
+    })
+    .await
+    .map_err(|e| LoadError(format!("reload task failed: {e}")))?
 }
 
 async fn shutdown_signal() {
