@@ -39,6 +39,11 @@ pub struct TokenConfig {
     /// Certificates of retired keys that stay in the JWKS during a rotation.
     #[serde(default)]
     pub verify_certificates: Vec<PathBuf>,
+    /// Opt-in token reuse window in seconds (0, the default, is off): an identical grant asked
+    /// for again within it gets the same token, while that token keeps two thirds of its
+    /// lifetime. At most a third of `expiration`.
+    #[serde(default)]
+    pub reuse_window: u64,
 }
 
 impl TokenConfig {
@@ -68,7 +73,21 @@ impl TokenConfig {
                 .at("token"));
         }
         self.kid_style()?;
+        if self.reuse_window > self.expiration / 3 {
+            return Err(ConfigError::new(format!(
+                "must be at most a third of token.expiration ({} s): a reused token must keep most of its lifetime",
+                self.expiration / 3
+            ))
+            .at("reuse_window")
+            .at("token"));
+        }
         Ok(())
+    }
+
+    /// The reuse window (zero when off).
+    #[must_use]
+    pub fn reuse_window(&self) -> Duration {
+        Duration::from_secs(self.reuse_window)
     }
 
     /// Loads the keys and builds the issuer. `key` is required here; servers that default it
@@ -149,5 +168,15 @@ mod tests {
                 .to_string()
                 .contains("signing key is required")
         );
+        let c = parse(r#"{"issuer":"x","expiration":300,"reuse_window":101}"#).unwrap();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("token.reuse_window: must be at most a third")
+        );
+        let c = parse(r#"{"issuer":"x","expiration":300,"reuse_window":100}"#).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.reuse_window(), Duration::from_secs(100));
     }
 }

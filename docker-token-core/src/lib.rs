@@ -19,6 +19,7 @@ mod error;
 mod identity;
 pub mod keys;
 pub mod request;
+mod reuse;
 pub mod scope;
 mod secret;
 mod service;

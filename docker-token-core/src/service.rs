@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 
@@ -10,8 +11,9 @@ use crate::authz::{AuthorizerChain, AuthzRequest, RuleRef};
 use crate::error::{BackendError, Error};
 use crate::identity::Identity;
 use crate::request::{GrantType, TokenRequest};
+use crate::reuse::{ReuseWindow, grant_key};
 use crate::scope::Scope;
-use crate::token::{AccessEntry, TokenIssuer, TokenResponse};
+use crate::token::{AccessEntry, IssuedToken, TokenIssuer, TokenResponse};
 
 /// The orchestrator of one token request. Cheap to clone (an `Arc` inside).
 ///
@@ -45,6 +47,7 @@ struct Inner {
     authz: AuthorizerChain,
     issuer: TokenIssuer,
     realm: String,
+    reuse: Option<ReuseWindow>,
 }
 
 /// Builds a [`TokenService`].
@@ -54,6 +57,7 @@ pub struct TokenServiceBuilder {
     authz: AuthorizerChain,
     issuer: TokenIssuer,
     realm: Option<String>,
+    reuse_window: Option<Duration>,
 }
 
 impl TokenServiceBuilder {
@@ -79,6 +83,16 @@ impl TokenServiceBuilder {
         self
     }
 
+    /// Opt-in token reuse: an identical grant (account, service, granted access) asked for
+    /// again within `window` gets the same token back while it keeps two thirds of its
+    /// lifetime, saving the signature (see the README; one `jti` then covers several
+    /// requests). `Duration::ZERO` turns it off, the default.
+    #[must_use]
+    pub fn reuse_window(mut self, window: Duration) -> Self {
+        self.reuse_window = Some(window).filter(|w| !w.is_zero());
+        self
+    }
+
     /// Finishes the service.
     #[must_use]
     pub fn build(self) -> TokenService {
@@ -91,6 +105,7 @@ impl TokenServiceBuilder {
                 authz: self.authz,
                 issuer: self.issuer,
                 realm,
+                reuse: self.reuse_window.map(ReuseWindow::new),
             }),
         }
     }
@@ -133,6 +148,7 @@ impl TokenService {
             authz: AuthorizerChain::new(),
             issuer,
             realm: None,
+            reuse_window: None,
         }
     }
 
@@ -191,10 +207,7 @@ impl TokenService {
             .iter()
             .map(|d| AccessEntry::new(d.scope.resource_type(), d.scope.name(), d.granted.clone()))
             .collect();
-        let issued = self
-            .inner
-            .issuer
-            .issue(&identity.account, &request.service, &access)?;
+        let (issued, reused) = self.mint(&identity.account, &request.service, &access)?;
         let jti = issued.jti.clone();
         tracing::info!(
             target: "docker_token::audit",
@@ -205,6 +218,7 @@ impl TokenService {
             requested = %DisplayScopes(&request.scopes),
             granted = %DisplayAccess(&access),
             jti = %jti,
+            reused,
             "token issued"
         );
         Ok(Issued {
@@ -214,6 +228,26 @@ impl TokenService {
             access,
             jti,
         })
+    }
+
+    /// Signs a token, or hands out the one issued for the same grant a moment ago when the
+    /// reuse window is on. Returns whether it was reused.
+    fn mint(
+        &self,
+        account: &str,
+        audience: &str,
+        access: &[AccessEntry],
+    ) -> Result<(IssuedToken, bool), Error> {
+        let Some(reuse) = &self.inner.reuse else {
+            return Ok((self.inner.issuer.issue(account, audience, access)?, false));
+        };
+        let key = grant_key(account, audience, access);
+        if let Some(token) = reuse.get(&key) {
+            return Ok((token, true));
+        }
+        let token = self.inner.issuer.issue(account, audience, access)?;
+        reuse.put(key, &token);
+        Ok((token, false))
     }
 
     /// Runs the authorization chain for an identity without authenticating: the same code
@@ -529,5 +563,107 @@ mod tests {
         assert_eq!(err.status(), 503);
         assert_eq!(err.code(), "UNAVAILABLE");
         assert!(s.ready().await.is_err());
+    }
+
+    fn reuse_service(window: Duration, lifetime: Duration) -> TokenService {
+        let users: UsersConfig = serde_json::from_value(serde_json::json!({
+            "alice": {"password": bcrypt::hash("pw", 4).unwrap(), "labels": {"team": ["demo"]}},
+            "": {}
+        }))
+        .unwrap();
+        let key = SigningKey::generate(Algorithm::ES256, "test").unwrap().key;
+        TokenService::builder(TokenIssuer::new("test-issuer", lifetime, KeySet::new(key)))
+            .authenticators(
+                AuthenticatorChain::new().with(StaticUsers::from_config(&users).unwrap()),
+            )
+            .authorizers(AuthorizerChain::new().with(acl()))
+            .reuse_window(window)
+            .build()
+    }
+
+    async fn token(
+        s: &TokenService,
+        query: &str,
+        user: Option<(&str, &str)>,
+    ) -> Result<Issued, Error> {
+        let auth = user.map(|(u, p)| basic(u, p));
+        let req = TokenRequest::from_query(query, auth.as_ref(), None).unwrap();
+        s.issue(&req).await
+    }
+
+    #[tokio::test]
+    async fn reuse_is_off_by_default() {
+        let s = service(true);
+        let q = "service=reg&scope=repository:demo/a:pull";
+        let a = token(&s, q, None).await.unwrap();
+        let b = token(&s, q, None).await.unwrap();
+        assert_ne!(a.jti, b.jti);
+        assert_ne!(a.response.token, b.response.token);
+    }
+
+    #[tokio::test]
+    async fn reuse_window_returns_the_same_token_for_the_same_grant_only() {
+        let s = reuse_service(Duration::from_secs(30), Duration::from_secs(300));
+        let q = "service=reg&scope=repository:demo/a:pull,push";
+        let first = token(&s, q, Some(("alice", "pw"))).await.unwrap();
+        let again = token(&s, q, Some(("alice", "pw"))).await.unwrap();
+        assert_eq!(first.response.token, again.response.token);
+        assert_eq!(first.jti, again.jti);
+        assert!(again.response.expires_in <= first.response.expires_in);
+        assert!(
+            again.response.expires_in >= 200,
+            "{}",
+            again.response.expires_in
+        );
+        // a different grant signs anew: other scope, other account, other service
+        let other_scope = token(
+            &s,
+            "service=reg&scope=repository:demo/b:pull",
+            Some(("alice", "pw")),
+        )
+        .await
+        .unwrap();
+        assert_ne!(other_scope.jti, first.jti);
+        let anon = token(&s, q, None).await.unwrap();
+        assert_ne!(
+            anon.jti, first.jti,
+            "anonymous gets pull only: another grant"
+        );
+        let other_service = token(
+            &s,
+            "service=other&scope=repository:demo/a:pull,push",
+            Some(("alice", "pw")),
+        )
+        .await
+        .unwrap();
+        assert_ne!(other_service.jti, first.jti);
+        // authentication still runs every time
+        assert!(matches!(
+            token(&s, q, Some(("alice", "wrong"))).await,
+            Err(Error::Unauthorized)
+        ));
+    }
+
+    #[tokio::test]
+    async fn reused_tokens_keep_most_of_their_lifetime() {
+        // a 6 s token may be reused while ≥ 4 s are left (iat is whole seconds, so right after
+        // issuing more than 4 s always remain); 2.1 s later at most 3 s are left
+        let s = reuse_service(Duration::from_secs(60), Duration::from_secs(6));
+        let q = "service=reg&scope=repository:demo/a:pull";
+        let first = token(&s, q, None).await.unwrap();
+        let again = token(&s, q, None).await.unwrap();
+        assert_eq!(again.jti, first.jti);
+        assert!(
+            (4..=6).contains(&again.response.expires_in),
+            "{}",
+            again.response.expires_in
+        );
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let later = token(&s, q, None).await.unwrap();
+        assert_ne!(
+            later.jti, first.jti,
+            "a token with less than 2/3 of its life left is not handed out"
+        );
+        assert_eq!(later.response.expires_in, 6);
     }
 }

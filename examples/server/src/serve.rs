@@ -52,6 +52,7 @@ pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> 
     Ok(TokenService::builder(issuer)
         .authenticators(authn)
         .authorizers(authz)
+        .reuse_window(loaded.file.token.reuse_window())
         .build())
 }
 

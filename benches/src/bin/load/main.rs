@@ -176,6 +176,7 @@ fn real_main() -> Result<(), String> {
         cert: &es_crt,
         ldap: None,
         credential_cache: cache,
+        reuse_window: 0,
     };
 
     // ES256, static users with the default credential cache
@@ -256,6 +257,7 @@ fn real_main() -> Result<(), String> {
             cert: &rsa_crt,
             ldap: None,
             credential_cache: None,
+            reuse_window: 0,
         },
     )?;
     bench.run_server(
@@ -270,6 +272,45 @@ fn real_main() -> Result<(), String> {
             paced: true,
         }],
     )?;
+    // the opt-in token reuse window (30 s of a 900 s token): identical grants skip signing
+    for (name, key, crt) in [
+        (
+            "(c-r) token, Basic, ES256, reuse_window 30",
+            &es_key,
+            &es_crt,
+        ),
+        (
+            "(d-r) token, Basic, RSA-4096, reuse_window 30",
+            &rsa_key,
+            &rsa_crt,
+        ),
+    ] {
+        let port = test_support::free_port();
+        let cfg = setup::config(
+            dir.path(),
+            &format!("reuse-{}", name.len()),
+            port,
+            &Variant {
+                key,
+                cert: crt,
+                ldap: None,
+                credential_cache: None,
+                reuse_window: 30,
+            },
+        )?;
+        bench.run_server(
+            &bin,
+            &cfg,
+            port,
+            "info",
+            &[Case {
+                name,
+                path: token("demo/app"),
+                authorization: Some(basic(USER, PASSWORD)),
+                paced: false,
+            }],
+        )?;
+    }
     // LDAP
     if args.ldap {
         let slapd = std::panic::catch_unwind(test_support::slapd::Slapd::start).map_err(
@@ -300,6 +341,7 @@ fn real_main() -> Result<(), String> {
                     cert: &es_crt,
                     ldap: Some(section),
                     credential_cache: None,
+                    reuse_window: 0,
                 },
             )?;
             bench.run_server(

@@ -96,6 +96,8 @@ pub(crate) struct Variant<'a> {
     pub(crate) ldap: Option<String>,
     /// A `credential_cache:` section, if any.
     pub(crate) credential_cache: Option<&'a str>,
+    /// `token.reuse_window` in seconds (0: off).
+    pub(crate) reuse_window: u64,
 }
 
 /// A docker_auth-style configuration: the variant's key and users, a 20-rule ACL whose
@@ -113,6 +115,9 @@ pub(crate) fn config(
         v.key.display(),
         v.cert.display()
     );
+    if v.reuse_window > 0 {
+        let _ = writeln!(y, "  reuse_window: {}", v.reuse_window);
+    }
     match &v.ldap {
         Some(section) => y.push_str(section),
         None => {
