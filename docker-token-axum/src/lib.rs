@@ -157,7 +157,7 @@ pub fn serve_with_connect_info(
 }
 
 async fn token_endpoint(State(state): State<AppState>, request: Request) -> Response {
-    let span = tracing::info_span!(
+    let span = tracing::debug_span!(
         "token",
         method = %request.method(),
         client_ip = field::Empty,
