@@ -153,7 +153,8 @@ pub struct LdapConfig {
     /// How user binds are performed. Default `pooled`.
     #[serde(default)]
     pub user_bind: UserBind,
-    /// Seconds a successful authentication is remembered (0, the default, disables the cache).
+    /// Seconds a successful authentication is remembered (0, the default, disables the cache;
+    /// fractions are rounded up to whole seconds). Uses core's `CachedAuthenticator`.
     #[serde(default)]
     pub cache_ttl: f64,
     /// The most cached authentications. Default 1024.

@@ -66,7 +66,6 @@
 //! handshake per login). All three pass the same correctness test.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod cache;
 mod config;
 pub mod escape;
 mod labels;
@@ -79,13 +78,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use docker_token_core::{
-    Authenticator, AuthnOutcome, BackendError, ConfigError, Identity, LoginAttempt, Password,
+    Authenticator, AuthnOutcome, BackendError, CacheConfig, CachedAuthenticator, ConfigError,
+    Identity, LoginAttempt, Password,
 };
 use ldap3::Scope;
 
 pub use config::{GroupSearch, LabelMapping, LdapConfig, TlsMode, UserBind};
 
-use crate::cache::AuthCache;
 use crate::escape::{Dn, dn_value, expand, filter_value};
 use crate::labels::{LabelMapper, add_groups};
 use crate::pool::{BACKEND, Connector, Pool, is_connection_lost, transport_error};
@@ -123,7 +122,73 @@ enum Mode {
 
 /// The LDAP authenticator. Build it with [`LdapAuthenticator::from_config`]; it connects
 /// lazily, so it can be built while the directory is down ([`Authenticator::ready`] tells).
+/// With `cache_ttl`, successes are remembered by core's [`CachedAuthenticator`] (an HMAC of
+/// the account and password under a per-process key; the identity keeps the directory's
+/// spelling of the account).
 pub struct LdapAuthenticator {
+    core: Arc<LdapCore>,
+    cached: Option<CachedAuthenticator<Arc<LdapCore>>>,
+}
+
+impl fmt::Debug for LdapAuthenticator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LdapAuthenticator")
+            .field("core", &self.core)
+            .field(
+                "cached",
+                &self.cached.as_ref().map(CachedAuthenticator::len),
+            )
+            .finish()
+    }
+}
+
+impl LdapAuthenticator {
+    /// Validates `config` and builds the authenticator. No connection is made here.
+    pub fn from_config(config: &LdapConfig) -> Result<Self, ConfigError> {
+        let core = Arc::new(LdapCore::from_config(config)?);
+        let cached = match config.cache_ttl()? {
+            Some(ttl) => {
+                // whole seconds, rounded up
+                let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+                let cache = CacheConfig {
+                    ttl: secs,
+                    max_entries: config.cache_size,
+                };
+                Some(CachedAuthenticator::new(core.clone(), cache).map_err(|e| e.at("cache_ttl"))?)
+            }
+            None => None,
+        };
+        Ok(Self { core, cached })
+    }
+
+    /// Connection and cache counters.
+    #[must_use]
+    pub fn stats(&self) -> PoolStats {
+        self.core
+            .stats(self.cached.as_ref().map_or(0, CachedAuthenticator::len))
+    }
+}
+
+#[async_trait]
+impl Authenticator for LdapAuthenticator {
+    fn name(&self) -> &str {
+        BACKEND
+    }
+
+    async fn authenticate(&self, login: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
+        match &self.cached {
+            Some(c) => c.authenticate(login).await,
+            None => self.core.authenticate(login).await,
+        }
+    }
+
+    async fn ready(&self) -> Result<(), BackendError> {
+        self.core.ready().await
+    }
+}
+
+/// The uncached authenticator.
+struct LdapCore {
     mode: Mode,
     connector: Arc<Connector>,
     service: Pool,
@@ -133,18 +198,16 @@ pub struct LdapAuthenticator {
     mapper: LabelMapper,
     attrs: Vec<String>,
     group_search: Option<GroupSearch>,
-    cache: Option<AuthCache>,
     account_attribute: Option<String>,
 }
 
-impl fmt::Debug for LdapAuthenticator {
+impl fmt::Debug for LdapCore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LdapAuthenticator")
+        f.debug_struct("LdapCore")
             .field("connector", &self.connector)
             .field("service", &self.service)
             .field("binds", &self.binds)
             .field("user_bind", &self.user_bind)
-            .field("cache", &self.cache)
             .finish_non_exhaustive()
     }
 }
@@ -200,11 +263,11 @@ fn group_filter(gs: &GroupSearch, dn: &str, account: &str) -> String {
     )
 }
 
-impl LdapAuthenticator {
+impl LdapCore {
     /// Validates the configuration and builds the authenticator (no connection is made yet).
     ///
     /// Reads the service password (`bind_password_file` or `bind_password_env`) and the CA file.
-    pub fn from_config(config: &LdapConfig) -> Result<Self, ConfigError> {
+    fn from_config(config: &LdapConfig) -> Result<Self, ConfigError> {
         let servers = config.servers()?;
         let connect_timeout = config.connect_timeout()?;
         let op_timeout = config.operation_timeout()?;
@@ -298,12 +361,6 @@ impl LdapAuthenticator {
         } else {
             None
         };
-        let cache = match config.cache_ttl()? {
-            Some(ttl) => Some(AuthCache::new(ttl, config.cache_size).map_err(|_| {
-                ConfigError::new("the system random generator failed").at("cache_ttl")
-            })?),
-            None => None,
-        };
         let service_bind = match (&mode, &config.bind_dn, password) {
             (Mode::SearchBind { .. }, Some(dn), Some(pw)) => Some((dn.clone(), pw)),
             _ => None,
@@ -325,21 +382,18 @@ impl LdapAuthenticator {
             mapper,
             attrs,
             group_search: config.group_search.clone(),
-            cache,
             account_attribute,
         })
     }
 
-    /// Connection and cache counters.
-    #[must_use]
-    pub fn stats(&self) -> PoolStats {
+    fn stats(&self, cached: usize) -> PoolStats {
         PoolStats {
             open_connections: self.connector.open_connections(),
             opened_total: self.connector.opened_total(),
             pool_size: self.service.size(),
             idle_service: self.service.idle_count(),
             idle_bind: self.binds.idle_count(),
-            cached: self.cache.as_ref().map_or(0, AuthCache::len),
+            cached,
         }
     }
 
@@ -559,7 +613,7 @@ impl LdapAuthenticator {
 }
 
 #[async_trait]
-impl Authenticator for LdapAuthenticator {
+impl Authenticator for LdapCore {
     fn name(&self) -> &str {
         BACKEND
     }
@@ -572,30 +626,14 @@ impl Authenticator for LdapAuthenticator {
             // never send it: an empty password is an anonymous bind that may succeed
             return Ok(AuthnOutcome::Rejected);
         }
-        if let Some(identity) = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.get(&login.account, &login.password))
-        {
-            return Ok(AuthnOutcome::Authenticated(identity));
-        }
-        let outcome = match &self.mode {
-            Mode::SearchBind { base, filter } => self.search_bind(base, filter, login).await?,
+        match &self.mode {
+            Mode::SearchBind { base, filter } => self.search_bind(base, filter, login).await,
             Mode::DirectBind {
                 template,
                 base,
                 filter,
-            } => self.direct_bind(template, base, filter, login).await?,
-        };
-        if let Some(cache) = &self.cache {
-            match &outcome {
-                AuthnOutcome::Authenticated(id) => {
-                    cache.insert(&login.account, &login.password, id.clone())
-                }
-                _ => cache.remove(&login.account),
-            }
+            } => self.direct_bind(template, base, filter, login).await,
         }
-        Ok(outcome)
     }
 
     async fn ready(&self) -> Result<(), BackendError> {
