@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use docker_token_core::{BackendError, BackendErrorKind};
 use oauth2::IntrospectionUrl;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::config::check_url;
-use crate::http::HttpClient;
+use crate::http::{HttpClient, HttpError};
 use crate::introspection::Introspector;
 use crate::jwks::JwksCache;
 
@@ -25,6 +26,43 @@ pub(crate) struct Endpoints {
     pub(crate) jwks: Option<JwksCache>,
 }
 
+/// A discovery document: it names the issuer it speaks for.
+pub(crate) trait DiscoveryDocument: DeserializeOwned {
+    /// Its `issuer` member.
+    fn issuer(&self) -> &str;
+}
+
+/// Why a discovery document could not be used.
+#[derive(Debug)]
+pub(crate) enum DocumentError {
+    /// Reading or decoding `url` failed.
+    Read { url: String, source: HttpError },
+    /// The document names another issuer than the configured one.
+    IssuerMismatch { found: String },
+}
+
+/// Reads `<issuer>/.well-known/openid-configuration` and checks that it names exactly
+/// `issuer` (both the access-token authenticator and the browser login use it).
+pub(crate) async fn fetch_document<T: DiscoveryDocument>(
+    http: &HttpClient,
+    issuer: &str,
+) -> Result<T, DocumentError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let document: T = match http.get_json(&url).await {
+        Ok(d) => d,
+        Err(source) => return Err(DocumentError::Read { url, source }),
+    };
+    if document.issuer() != issuer {
+        return Err(DocumentError::IssuerMismatch {
+            found: document.issuer().to_owned(),
+        });
+    }
+    Ok(document)
+}
+
 /// The parts of `/.well-known/openid-configuration` we use.
 #[derive(Debug, Deserialize)]
 struct Metadata {
@@ -33,6 +71,12 @@ struct Metadata {
     jwks_uri: Option<String>,
     #[serde(default)]
     introspection_endpoint: Option<String>,
+}
+
+impl DiscoveryDocument for Metadata {
+    fn issuer(&self) -> &str {
+        &self.issuer
+    }
 }
 
 /// Everything needed to build [`Endpoints`], from the configuration.
@@ -176,28 +220,23 @@ impl Discovery {
 
     async fn fetch_metadata(&self, http: &HttpClient) -> Result<Metadata, BackendError> {
         let s = &self.settings;
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            s.issuer.trim_end_matches('/')
-        );
-        let metadata: Metadata = http.get_json(&url).await.map_err(|e| {
-            let msg = format!("cannot read {url}");
-            if e.is_unavailable() {
-                BackendError::unavailable(&s.backend, msg).with_source(e)
-            } else {
-                BackendError::misconfigured(&s.backend, msg).with_source(e)
+        fetch_document(http, &s.issuer).await.map_err(|e| match e {
+            DocumentError::Read { url, source } => {
+                let msg = format!("cannot read {url}");
+                if source.is_unavailable() {
+                    BackendError::unavailable(&s.backend, msg).with_source(source)
+                } else {
+                    BackendError::misconfigured(&s.backend, msg).with_source(source)
+                }
             }
-        })?;
-        if metadata.issuer != s.issuer {
-            return Err(BackendError::misconfigured(
+            DocumentError::IssuerMismatch { found } => BackendError::misconfigured(
                 &s.backend,
                 format!(
-                    "the discovery document names the issuer {:?}, but the configured issuer is {:?} \
+                    "the discovery document names the issuer {found:?}, but the configured issuer is {:?} \
                      (they must be identical, including any trailing slash)",
-                    metadata.issuer, s.issuer
+                    s.issuer
                 ),
-            ));
-        }
-        Ok(metadata)
+            ),
+        })
     }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::check_url;
+use crate::discovery::{DiscoveryDocument, DocumentError, fetch_document};
 use crate::http::{HttpClient, HttpError};
 use crate::jwks::JwksCache;
 use crate::jwt::{JwtError, JwtRules};
@@ -56,6 +57,12 @@ pub(crate) struct LoginMetadata {
     jwks_uri: String,
     #[serde(default)]
     userinfo_endpoint: Option<String>,
+}
+
+impl DiscoveryDocument for LoginMetadata {
+    fn issuer(&self) -> &str {
+        &self.issuer
+    }
 }
 
 /// Discovered endpoints plus the JWKS cache.
@@ -163,23 +170,23 @@ impl LoginProvider {
         if let Some(e) = current() {
             return Ok(e);
         }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.issuer.trim_end_matches('/')
-        );
-        let metadata: LoginMetadata = self.http.get_json(&url).await.map_err(|e| {
-            if e.is_unavailable() {
-                ProviderError::Unavailable(format!("cannot read {url}: {e}"))
-            } else {
-                ProviderError::Misconfigured(format!("cannot read {url}: {e}"))
-            }
-        })?;
-        if metadata.issuer != self.issuer {
-            return Err(ProviderError::Misconfigured(format!(
-                "the discovery document names the issuer {:?}, not {:?}",
-                metadata.issuer, self.issuer
-            )));
-        }
+        let metadata: LoginMetadata =
+            fetch_document(&self.http, &self.issuer)
+                .await
+                .map_err(|e| match e {
+                    DocumentError::Read { url, source } if source.is_unavailable() => {
+                        ProviderError::Unavailable(format!("cannot read {url}: {source}"))
+                    }
+                    DocumentError::Read { url, source } => {
+                        ProviderError::Misconfigured(format!("cannot read {url}: {source}"))
+                    }
+                    DocumentError::IssuerMismatch { found } => {
+                        ProviderError::Misconfigured(format!(
+                            "the discovery document names the issuer {found:?}, not {:?}",
+                            self.issuer
+                        ))
+                    }
+                })?;
         for (name, u) in [
             (
                 "authorization_endpoint",
