@@ -114,8 +114,6 @@ impl Authenticator for OidcLoginAuthenticator {
             return Ok(AuthnOutcome::NotApplicable);
         }
         let Some(record) = self.inner.store.get(&login.account).await? else {
-            // same work as a known user, so that timing does not tell who has a password
-            Self::bcrypt_verify(self.inner.dummy_hash.clone(), login.password.clone()).await;
             return Ok(AuthnOutcome::NotApplicable);
         };
         if !Self::bcrypt_verify(record.password_hash.clone(), login.password.clone()).await {
@@ -128,5 +126,15 @@ impl Authenticator for OidcLoginAuthenticator {
         Ok(AuthnOutcome::Authenticated(
             Identity::new(login.account.clone()).with_labels(record.labels),
         ))
+    }
+
+    /// Called by the chain when no backend knew the user: the same bcrypt work as a known
+    /// user, so that timing does not tell who has a docker password. (Users that a later
+    /// backend accepts do not pay it.)
+    async fn equalize_timing(&self, login: &LoginAttempt) {
+        if login.account.is_empty() || login.password.is_empty() {
+            return;
+        }
+        Self::bcrypt_verify(self.inner.dummy_hash.clone(), login.password.clone()).await;
     }
 }
