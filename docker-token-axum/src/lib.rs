@@ -228,7 +228,7 @@ async fn handle_token(state: AppState, request: Request) -> Response {
             json_response(StatusCode::OK, body)
         }
         Err(e) => {
-            span.record("account", request.login().account.as_str());
+            span.record("account", request.credentials.username().unwrap_or(""));
             span.record("outcome", outcome_name(&e));
             error_response(&service, &e)
         }
