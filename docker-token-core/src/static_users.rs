@@ -158,7 +158,15 @@ impl StaticUsers {
             }
             self.users.insert(name, user);
         }
-        *self = Self::build(std::mem::take(&mut self.users));
+        // the dummy hash only has to be recomputed when the typical cost changed
+        let cost = typical_cost(self.users.values().filter_map(|u| u.hash.as_deref()));
+        let current = self
+            .dummy_hash
+            .parse::<bcrypt::HashParts>()
+            .map(|p| p.get_cost());
+        if current.ok() != Some(cost) {
+            self.dummy_hash = dummy_hash(cost);
+        }
         Ok(())
     }
 
@@ -183,13 +191,9 @@ impl StaticUsers {
 
     fn build(users: HashMap<String, User>) -> Self {
         let cost = typical_cost(users.values().filter_map(|u| u.hash.as_deref()));
-        // A fixed, public salt: this hash only burns time, it protects nothing.
-        let dummy_hash = bcrypt::hash_with_salt("docker-token timing equalizer", cost, [7u8; 16])
-            .map(|h| h.format_for_version(bcrypt::Version::TwoB))
-            .unwrap_or_default();
         Self {
             users,
-            dummy_hash,
+            dummy_hash: dummy_hash(cost),
             verifications: Arc::default(),
         }
     }
@@ -222,6 +226,14 @@ fn check_hash(hash: &str) -> Result<&str, ConfigError> {
     hash.parse::<bcrypt::HashParts>()
         .map_err(|_| ConfigError::new("malformed bcrypt hash"))?;
     Ok(hash)
+}
+
+/// The hash verified for unknown users. A fixed, public salt: this hash only burns time, it
+/// protects nothing. Empty if hashing fails (then no timing is equalized).
+fn dummy_hash(cost: u32) -> String {
+    bcrypt::hash_with_salt("docker-token timing equalizer", cost, [7u8; 16])
+        .map(|h| h.format_for_version(bcrypt::Version::TwoB))
+        .unwrap_or_default()
 }
 
 fn typical_cost<'a>(hashes: impl Iterator<Item = &'a str>) -> u32 {
@@ -450,6 +462,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert_eq!(e, "line 1: expected user:hash");
+    }
+
+    #[test]
+    fn extend_keeps_the_dummy_hash_at_the_typical_cost() {
+        let cost = |u: &StaticUsers| {
+            u.dummy_hash
+                .parse::<bcrypt::HashParts>()
+                .unwrap()
+                .get_cost()
+        };
+        let mut a = StaticUsers::from_htpasswd(&format!("x:{}\n", hash("1"))).unwrap();
+        assert_eq!(cost(&a), 4);
+        // one more cost-4 user: unchanged
+        a.extend(StaticUsers::from_htpasswd(&format!("y:{}\n", hash("2"))).unwrap())
+            .unwrap();
+        assert_eq!(cost(&a), 4);
+        // three cost-5 users outnumber them: the dummy follows
+        let five = (1..=3)
+            .map(|i| format!("z{i}:{}\n", bcrypt::hash("p", 5).unwrap()))
+            .collect::<String>();
+        a.extend(StaticUsers::from_htpasswd(&five).unwrap())
+            .unwrap();
+        assert_eq!(cost(&a), 5);
     }
 
     #[test]
