@@ -178,7 +178,7 @@ fn oidc_store(c: &OidcLoginConfig) -> Result<SharedStore, String> {
         (None, p) => p.clone(),
     };
     match path {
-        Some(p) => crate::store::RedbCredentialStore::open(&p)
+        Some(p) => docker_token_store::RedbStore::open(&p)
             .map(|s| SharedStore(std::sync::Arc::new(s)))
             .map_err(|e| format!("level_token_db: {e}")),
         None => {
