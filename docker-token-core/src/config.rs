@@ -8,11 +8,16 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{ConfigError, Error};
-use crate::keys::{Algorithm, KeySet, KidStyle, SigningKey, VerifyingKey};
+use crate::keys::{Algorithm, KeyError, KeySet, KidStyle, SigningKey, VerifyingKey};
 use crate::token::TokenIssuer;
 
 /// docker_auth's `token:` section, plus our additions (`kid_style`, `algorithm`,
-/// `verify_certificates`).
+/// `verify_certificates`, `jwks_max_age`, `reuse_window`).
+///
+/// Key rotation: `key`/`certificate` is the one active signing key; `verify_certificates`
+/// lists keys that are only trusted for verification (the next key before it becomes
+/// active, the previous one until its last tokens expire). All of them are published in
+/// the JWKS document.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
@@ -36,15 +41,28 @@ pub struct TokenConfig {
     /// For RSA keys: `RS256` (default), `RS384` or `RS512`. EC keys imply their algorithm.
     #[serde(default)]
     pub algorithm: Option<Algorithm>,
-    /// Certificates of retired keys that stay in the JWKS during a rotation.
+    /// Verify-only keys, published in the JWKS during a rotation: PEM files with one or
+    /// more `CERTIFICATE` blocks (each certificate is a key of its own, as in a registry
+    /// `rootcertbundle`) or a `PUBLIC KEY` block.
     #[serde(default)]
     pub verify_certificates: Vec<PathBuf>,
+    /// How long clients may cache the JWKS document, in seconds (`Cache-Control: public,
+    /// max-age=N`; default 300). Publish a new key at least this long before it signs.
+    #[serde(default = "default_jwks_max_age")]
+    pub jwks_max_age: u64,
     /// Opt-in token reuse window in seconds (0, the default, is off): an identical grant asked
     /// for again within it gets the same token, while that token keeps two thirds of its
     /// lifetime. At most a third of `expiration`.
     #[serde(default)]
     pub reuse_window: u64,
 }
+
+fn default_jwks_max_age() -> u64 {
+    DEFAULT_JWKS_MAX_AGE_SECS
+}
+
+/// The default of [`TokenConfig::jwks_max_age`]: five minutes.
+pub const DEFAULT_JWKS_MAX_AGE_SECS: u64 = 300;
 
 impl TokenConfig {
     /// The effective `kid` style.
@@ -104,7 +122,19 @@ impl TokenConfig {
         }
         let mut keys = KeySet::new(key);
         for path in &self.verify_certificates {
-            keys = keys.with_verify_only(VerifyingKey::from_file(path)?);
+            let verify_only = match VerifyingKey::bundle_from_file(path) {
+                Ok(bundle) => bundle,
+                // no CERTIFICATE block: maybe a PUBLIC KEY file
+                Err(KeyError::InFile { source, .. })
+                    if matches!(*source, KeyError::NoPublicKey) =>
+                {
+                    vec![VerifyingKey::from_file(path)?]
+                }
+                Err(e) => return Err(e.into()),
+            };
+            for key in verify_only {
+                keys = keys.with_verify_only(key);
+            }
         }
         Ok(TokenIssuer::new(
             self.issuer.clone(),

@@ -3,7 +3,8 @@
 //! Docker/OCI registry token authentication as a library: the scope grammar, the token
 //! request model, pluggable [`Authenticator`]s and [`Authorizer`]s with docker_auth's chain
 //! semantics, static users (bcrypt, htpasswd), the docker_auth ACL language, token minting
-//! that registries 2.x and 3.x accept, and the [`TokenService`] that ties them together.
+//! that registries 2.x and 3.x accept, the [`TokenService`] that ties them together, and
+//! the resource-server side: a [`TokenVerifier`] and the registry's [`Challenge`].
 //!
 //! The crate knows nothing about HTTP frameworks, HTTP clients or LDAP; it uses the `http`
 //! crate only for status and header types.
@@ -25,6 +26,7 @@ mod secret;
 mod service;
 pub mod static_users;
 pub mod token;
+pub mod verify;
 
 pub use authn::{Authenticator, AuthenticatorChain, AuthnOutcome, LoginAttempt};
 pub use authz::{
@@ -42,3 +44,7 @@ pub use secret::Password;
 pub use service::{Issued, ScopeDecision, TokenService, TokenServiceBuilder};
 pub use static_users::StaticUsers;
 pub use token::{AccessEntry, IssuedToken, TokenIssuer, TokenResponse};
+pub use verify::{
+    Access, Challenge, ChallengeError, TokenVerifier, TokenVerifierBuilder, VerifiedToken,
+    VerifyError,
+};

@@ -429,16 +429,17 @@ mod tests {
                 ("secret/y", vec![])
             ]
         );
-        let data = s
-            .issuer()
-            .keys()
-            .verify(&issued.response.token, "reg", "test-issuer")
+        let data = crate::verify::TokenVerifier::builder("test-issuer", "reg")
+            .key_set(s.issuer().keys())
+            .build()
+            .unwrap()
+            .verify(&issued.response.token)
             .unwrap();
-        assert_eq!(data.claims["sub"], "alice");
-        assert_eq!(data.claims["jti"], issued.jti.as_str());
+        assert_eq!(data.subject(), "alice");
+        assert_eq!(data.jti(), Some(issued.jti.as_str()));
         assert_eq!(
-            data.claims["access"][0]["actions"],
-            serde_json::json!(["pull", "push"])
+            data.access().actions("repository", "demo/app"),
+            ["pull", "push"]
         );
         assert_eq!(issued.response.access_token, issued.response.token);
     }

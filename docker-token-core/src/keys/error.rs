@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::Algorithm;
 
-/// A key or certificate that cannot be loaded or used, or a token that fails verification.
+/// A key, certificate or JWKS document that cannot be loaded or used.
 ///
 /// Messages name files, key types and algorithms, never key material.
 #[derive(Debug, thiserror::Error)]
@@ -90,12 +90,18 @@ pub enum KeyError {
     /// The crypto library failed to generate a key or certificate.
     #[error("key generation failed: {0}")]
     Generation(String),
-    /// A token names (by `kid` or `x5c`) no key of the set, or names none at all.
-    #[error("the token is not signed by a known key")]
-    UnknownKey,
-    /// A token failed verification (signature, issuer, audience, times, format).
-    #[error("token verification failed")]
-    Verification(#[source] jsonwebtoken::errors::Error),
+    /// A JWKS document is not `{"keys":[…]}` or a key in it is malformed.
+    #[error("bad JWKS document: {0}")]
+    Jwks(String),
+    /// A verifier was built without any trusted key.
+    #[error("no trusted key: add a key, a key set, a JWKS document or a certificate bundle")]
+    NoTrustedKey,
+    /// A verifier was built with an empty algorithm allow-list.
+    #[error("the algorithm allow-list is empty")]
+    NoAlgorithm,
+    /// Two different trusted keys claim the same `kid`.
+    #[error("two different keys use the key id {0:?}")]
+    KeyIdConflict(String),
 }
 
 impl KeyError {

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use data_encoding::BASE32_NOPAD;
 
-use super::public::KeyMaterial;
+use super::material::KeyMaterial;
 
 /// How many bytes of the SHA-256 digest libtrust keeps (240 bits → 48 base32 characters).
 const LIBTRUST_DIGEST_BYTES: usize = 30;
@@ -59,7 +59,7 @@ mod tests {
 
     use super::*;
     use crate::keys::VerifyingKey;
-    use crate::keys::public::Curve;
+    use crate::keys::material::Curve;
 
     fn b64url(s: &str) -> Vec<u8> {
         URL_SAFE_NO_PAD.decode(s).expect("test vector is base64url")

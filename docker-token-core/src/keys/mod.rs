@@ -25,8 +25,9 @@
 mod error;
 mod generate;
 mod kid;
-mod pem;
-mod public;
+pub(crate) mod material;
+pub(crate) mod pem;
+pub(crate) mod public;
 mod set;
 mod signing;
 
@@ -35,11 +36,23 @@ pub(crate) mod tests;
 
 use std::fmt;
 
+use base64::alphabet::URL_SAFE;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
 pub use error::KeyError;
 pub use generate::GeneratedKey;
 pub use public::VerifyingKey;
 pub use set::KeySet;
 pub use signing::SigningKey;
+
+/// base64url that decodes with or without `=` padding (Go's decoders in the registry
+/// tolerate it) and encodes without.
+pub(crate) const BASE64URL_LENIENT: GeneralPurpose = GeneralPurpose::new(
+    &URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// A JWS signing algorithm that registries accept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -76,7 +89,30 @@ impl Algorithm {
         matches!(self, Self::RS256 | Self::RS384 | Self::RS512)
     }
 
+    /// The algorithm named by a JOSE `alg` value; `None` for every other name (`none`,
+    /// `HS256`, `PS256`, `EdDSA`, `ES512`, …).
+    pub(crate) fn from_jose(name: &str) -> Option<Self> {
+        match name {
+            "ES256" => Some(Self::ES256),
+            "ES384" => Some(Self::ES384),
+            "RS256" => Some(Self::RS256),
+            "RS384" => Some(Self::RS384),
+            "RS512" => Some(Self::RS512),
+            _ => None,
+        }
+    }
+
+    /// Every algorithm, in declaration order.
+    pub(crate) const ALL: [Self; 5] = [
+        Self::ES256,
+        Self::ES384,
+        Self::RS256,
+        Self::RS384,
+        Self::RS512,
+    ];
+
     /// The same algorithm as `jsonwebtoken` names it.
+    #[cfg(test)]
     pub(crate) fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
         match self {
             Self::ES256 => jsonwebtoken::Algorithm::ES256,

@@ -79,6 +79,14 @@ impl Blocks {
             .map(::pem::Pem::contents)
     }
 
+    /// The DER of every `CERTIFICATE` block, in order, unchecked.
+    pub(crate) fn certificates(&self) -> impl Iterator<Item = &[u8]> {
+        self.0
+            .iter()
+            .filter(|b| b.tag() == "CERTIFICATE")
+            .map(::pem::Pem::contents)
+    }
+
     /// All `CERTIFICATE` blocks in order, parsed and checked to form a chain (each one
     /// issued by the next, compared by name). `None` if there are none.
     pub(crate) fn certificate_chain(&self) -> Result<Option<Chain>, KeyError> {

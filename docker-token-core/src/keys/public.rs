@@ -3,16 +3,13 @@
 use std::fmt;
 use std::path::Path;
 
-use aws_lc_rs::encoding::AsDer as _;
-use aws_lc_rs::rsa::PublicKeyComponents;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ParsedPublicKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::DecodingKey;
 use x509_parser::prelude::FromDer as _;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
+use super::material::{Curve, KeyMaterial, SignatureVerifier, ec_material, rsa_material};
 use super::{Algorithm, KeyError, KidStyle, kid, pem};
 
 pub(crate) const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
@@ -28,103 +25,6 @@ pub(crate) const ED25519_REASON: &str = "registry 2.8 rejects EdDSA tokens and r
      with an Ed25519 certificate in its root bundle; use an EC P-256 (ES256) or RSA key";
 pub(crate) const P521_REASON: &str = "ES512 tokens cannot be decoded by some clients (oci-client), \
      which then never cache them; use an EC P-256 (ES256) or RSA key";
-const MIN_RSA_BITS: usize = 2048;
-
-/// The EC curves we sign and verify with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Curve {
-    P256,
-    P384,
-}
-
-impl Curve {
-    pub(crate) fn jwk_name(self) -> &'static str {
-        match self {
-            Self::P256 => "P-256",
-            Self::P384 => "P-384",
-        }
-    }
-
-    fn coordinate_len(self) -> usize {
-        match self {
-            Self::P256 => 32,
-            Self::P384 => 48,
-        }
-    }
-
-    pub(crate) fn algorithm(self) -> Algorithm {
-        match self {
-            Self::P256 => Algorithm::ES256,
-            Self::P384 => Algorithm::ES384,
-        }
-    }
-}
-
-/// The public numbers of a key, normalised: EC coordinates at their fixed width, RSA
-/// integers without leading zero bytes. Two keys are the same key iff these are equal.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) enum KeyMaterial {
-    Ec {
-        curve: Curve,
-        x: Vec<u8>,
-        y: Vec<u8>,
-    },
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-}
-
-impl KeyMaterial {
-    /// `"an EC P-256 key"` and the like, for messages.
-    pub(crate) fn describe(&self) -> &'static str {
-        match self {
-            Self::Ec {
-                curve: Curve::P256, ..
-            } => "an EC P-256 key",
-            Self::Ec {
-                curve: Curve::P384, ..
-            } => "an EC P-384 key",
-            Self::Rsa { .. } => "an RSA key",
-        }
-    }
-
-    /// The algorithm used when none is chosen: fixed by the curve for EC, RS256 for RSA.
-    pub(crate) fn default_algorithm(&self) -> Algorithm {
-        match self {
-            Self::Ec { curve, .. } => curve.algorithm(),
-            Self::Rsa { .. } => Algorithm::RS256,
-        }
-    }
-
-    /// Whether `algorithm` can be used with this key.
-    pub(crate) fn check_algorithm(&self, algorithm: Algorithm) -> Result<(), KeyError> {
-        let fits = match self {
-            Self::Ec { curve, .. } => curve.algorithm() == algorithm,
-            Self::Rsa { .. } => algorithm.is_rsa(),
-        };
-        if fits {
-            Ok(())
-        } else {
-            Err(KeyError::AlgorithmMismatch {
-                algorithm,
-                key: self.describe(),
-            })
-        }
-    }
-
-    /// The algorithms a token signed by this key may carry.
-    pub(crate) fn allowed_algorithms(&self) -> Vec<jsonwebtoken::Algorithm> {
-        match self {
-            Self::Ec { curve, .. } => vec![curve.algorithm().to_jsonwebtoken()],
-            Self::Rsa { .. } => vec![
-                jsonwebtoken::Algorithm::RS256,
-                jsonwebtoken::Algorithm::RS384,
-                jsonwebtoken::Algorithm::RS512,
-            ],
-        }
-    }
-}
 
 /// A parsed public key with its canonical SPKI DER and both key ids, computed once.
 #[derive(Clone)]
@@ -170,7 +70,7 @@ impl PublicKeyInfo {
         Ok(Self::new(material, canonical))
     }
 
-    fn new(material: KeyMaterial, spki_der: Vec<u8>) -> Self {
+    pub(crate) fn new(material: KeyMaterial, spki_der: Vec<u8>) -> Self {
         let libtrust_kid = kid::libtrust(&spki_der);
         let rfc7638_kid = kid::rfc7638(&material);
         Self {
@@ -216,20 +116,6 @@ impl PublicKeyInfo {
         }
         jwk
     }
-
-    pub(crate) fn decoding_key(&self) -> DecodingKey {
-        match &self.material {
-            KeyMaterial::Ec { x, y, .. } => {
-                // jsonwebtoken's EC verifier takes the uncompressed point.
-                let mut point = Vec::with_capacity(1 + x.len() + y.len());
-                point.push(4);
-                point.extend_from_slice(x);
-                point.extend_from_slice(y);
-                DecodingKey::from_ec_der(&point)
-            }
-            KeyMaterial::Rsa { n, e } => DecodingKey::from_rsa_raw_components(n, e),
-        }
-    }
 }
 
 fn curve_from_oid(oid: &str) -> Result<Curve, KeyError> {
@@ -268,58 +154,6 @@ pub(crate) fn unsupported_oid(oid: &str) -> KeyError {
     }
 }
 
-/// Validates an uncompressed EC point (on the curve) and returns the material and the
-/// canonical SPKI.
-fn ec_material(curve: Curve, point: &[u8]) -> Result<(KeyMaterial, Vec<u8>), KeyError> {
-    let len = curve.coordinate_len();
-    let (x, y) = match point.split_first() {
-        Some((4, xy)) if xy.len() == 2 * len => xy.split_at(len),
-        _ => {
-            return Err(KeyError::invalid(
-                "EC",
-                "the public point is not in uncompressed form",
-            ));
-        }
-    };
-    let verification = match curve {
-        Curve::P256 => &ECDSA_P256_SHA256_FIXED,
-        Curve::P384 => &ECDSA_P384_SHA384_FIXED,
-    };
-    let parsed =
-        ParsedPublicKey::new(verification, point).map_err(|e| KeyError::invalid("EC", e))?;
-    let spki = parsed.as_der().map_err(|e| KeyError::invalid("EC", e))?;
-    let material = KeyMaterial::Ec {
-        curve,
-        x: x.to_vec(),
-        y: y.to_vec(),
-    };
-    Ok((material, spki.as_ref().to_vec()))
-}
-
-fn rsa_material(modulus: &[u8], exponent: &[u8]) -> Result<(KeyMaterial, Vec<u8>), KeyError> {
-    let strip = |v: &[u8]| {
-        v.iter()
-            .skip_while(|b| **b == 0)
-            .copied()
-            .collect::<Vec<u8>>()
-    };
-    let (n, e) = (strip(modulus), strip(exponent));
-    let bits = n.len() * 8 - n.first().map_or(0, |b| b.leading_zeros() as usize);
-    if bits < MIN_RSA_BITS {
-        return Err(KeyError::invalid(
-            "RSA",
-            format!("{bits}-bit modulus; at least 2048 bits are required"),
-        ));
-    }
-    let spki = PublicKeyComponents {
-        n: n.as_slice(),
-        e: e.as_slice(),
-    }
-    .as_der()
-    .map_err(|e| KeyError::invalid("RSA", e))?;
-    Ok((KeyMaterial::Rsa { n, e }, spki.as_ref().to_vec()))
-}
-
 /// A public key trusted for verification only (e.g. the previous signing key during a
 /// rotation), with its optional certificate chain.
 #[derive(Clone)]
@@ -327,7 +161,8 @@ pub struct VerifyingKey {
     pub(crate) public: PublicKeyInfo,
     pub(crate) algorithm: Option<Algorithm>,
     pub(crate) chain: Vec<Vec<u8>>,
-    pub(crate) decoding: DecodingKey,
+    /// The key parsed once for signature checks.
+    pub(crate) verifier: SignatureVerifier,
 }
 
 impl VerifyingKey {
@@ -337,10 +172,10 @@ impl VerifyingKey {
         let blocks = pem::Blocks::parse(pem)?;
         if let Some(chain) = blocks.certificate_chain()? {
             let info = PublicKeyInfo::from_spki_der(&chain.leaf_spki)?;
-            return Ok(Self::new(info, chain.der));
+            return Self::new(info, chain.der);
         }
         match blocks.public_key() {
-            Some(spki) => Ok(Self::new(PublicKeyInfo::from_spki_der(spki)?, Vec::new())),
+            Some(spki) => Self::new(PublicKeyInfo::from_spki_der(spki)?, Vec::new()),
             None => Err(KeyError::NoPublicKey),
         }
     }
@@ -353,21 +188,142 @@ impl VerifyingKey {
 
     /// Builds a key from a DER SubjectPublicKeyInfo (no certificate).
     pub fn from_spki_der(der: &[u8]) -> Result<Self, KeyError> {
-        Ok(Self::new(PublicKeyInfo::from_spki_der(der)?, Vec::new()))
+        Self::new(PublicKeyInfo::from_spki_der(der)?, Vec::new())
     }
 
-    pub(crate) fn new(public: PublicKeyInfo, chain: Vec<Vec<u8>>) -> Self {
+    /// Reads every `CERTIFICATE` block of a PEM bundle as a key of its own, the way the
+    /// registry reads its `rootcertbundle`: the certificates need not form a chain, other
+    /// blocks are ignored, and a certificate whose key is unsupported (Ed25519, P-521, …)
+    /// is an error (registry 2.8 refuses to start with one), and so is a bundle without
+    /// any certificate ([`KeyError::NoPublicKey`]). Each key keeps its certificate as a
+    /// one-element chain.
+    pub fn bundle_from_pem(pem: &[u8]) -> Result<Vec<Self>, KeyError> {
+        let blocks = pem::Blocks::parse(pem)?;
+        let mut keys = Vec::new();
+        for der in blocks.certificates() {
+            let cert = pem::parse_certificate(der)?;
+            let info = PublicKeyInfo::from_spki_der(cert.public_key().raw)?;
+            keys.push(Self::new(info, vec![der.to_vec()])?);
+        }
+        if keys.is_empty() {
+            return Err(KeyError::NoPublicKey);
+        }
+        Ok(keys)
+    }
+
+    /// Reads [`Self::bundle_from_pem`] from a file (e.g. the registry's `rootcertbundle`).
+    pub fn bundle_from_file(path: &Path) -> Result<Vec<Self>, KeyError> {
+        let bytes = pem::read_file(path)?;
+        Self::bundle_from_pem(&bytes).map_err(|e| e.in_file(path))
+    }
+
+    /// Reads a public key from a JWK (RFC 7517): `"kty":"EC"` with `crv` `P-256` or `P-384`
+    /// and `x`/`y`, or `"kty":"RSA"` with `n`/`e` (base64url; a shorter EC coordinate, as
+    /// Go's minimal encoding produces, is zero-padded). An `alg` member must fit the key and
+    /// becomes [`Self::algorithm`]. `kid`, `use` and `x5c` are not interpreted here.
+    ///
+    /// Symmetric (`oct`), `OKP` (Ed25519) and P-521 keys are [`KeyError::UnsupportedKey`].
+    pub fn from_jwk(jwk: &serde_json::Value) -> Result<Self, KeyError> {
+        let bad = |reason: String| KeyError::invalid("JWK", reason);
+        let members = jwk
+            .as_object()
+            .ok_or_else(|| bad("not a JSON object".to_owned()))?;
+        let text = |name: &str| {
+            members
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| bad(format!("missing string member `{name}`")))
+        };
+        let bytes = |name: &str| {
+            super::BASE64URL_LENIENT
+                .decode(text(name)?)
+                .map_err(|_| bad(format!("member `{name}` is not base64url")))
+        };
+        let info = match text("kty")? {
+            "EC" => {
+                let curve = match text("crv")? {
+                    "P-256" => Curve::P256,
+                    "P-384" => Curve::P384,
+                    "P-521" => {
+                        return Err(KeyError::UnsupportedKey {
+                            key: "EC P-521".to_owned(),
+                            reason: P521_REASON,
+                        });
+                    }
+                    _ => {
+                        return Err(KeyError::UnsupportedKey {
+                            key: "EC (JWK)".to_owned(),
+                            reason: "only the curves P-256 and P-384 are supported",
+                        });
+                    }
+                };
+                let len = curve.coordinate_len();
+                let mut point = Vec::with_capacity(1 + 2 * len);
+                point.push(4);
+                for name in ["x", "y"] {
+                    let coordinate = bytes(name)?;
+                    let padding = len.checked_sub(coordinate.len()).ok_or_else(|| {
+                        bad(format!(
+                            "coordinate `{name}` is too long for {}",
+                            curve.jwk_name()
+                        ))
+                    })?;
+                    point.resize(point.len() + padding, 0);
+                    point.extend_from_slice(&coordinate);
+                }
+                let (material, spki) = ec_material(curve, &point)?;
+                PublicKeyInfo::new(material, spki)
+            }
+            "RSA" => {
+                let (material, spki) = rsa_material(&bytes("n")?, &bytes("e")?)?;
+                PublicKeyInfo::new(material, spki)
+            }
+            "OKP" => {
+                return Err(KeyError::UnsupportedKey {
+                    key: "OKP (Ed25519/Ed448)".to_owned(),
+                    reason: ED25519_REASON,
+                });
+            }
+            "oct" => {
+                return Err(KeyError::UnsupportedKey {
+                    key: "oct (a shared secret)".to_owned(),
+                    reason: "registry tokens are verified with public keys only",
+                });
+            }
+            _ => {
+                return Err(KeyError::UnsupportedKey {
+                    key: "JWK".to_owned(),
+                    reason: "only `kty` EC and RSA are supported",
+                });
+            }
+        };
+        let key = Self::new(info, Vec::new())?;
+        match members.get("alg") {
+            None => Ok(key),
+            Some(alg) => {
+                let alg = alg.as_str().and_then(Algorithm::from_jose).ok_or(
+                    KeyError::UnsupportedKey {
+                        key: "JWK".to_owned(),
+                        reason: "`alg` must be ES256, ES384, RS256, RS384 or RS512",
+                    },
+                )?;
+                key.with_algorithm(alg)
+            }
+        }
+    }
+
+    pub(crate) fn new(public: PublicKeyInfo, chain: Vec<Vec<u8>>) -> Result<Self, KeyError> {
         let algorithm = match public.material {
             KeyMaterial::Ec { curve, .. } => Some(curve.algorithm()),
             KeyMaterial::Rsa { .. } => None,
         };
-        let decoding = public.decoding_key();
-        Self {
+        let verifier = SignatureVerifier::new(&public.material)?;
+        Ok(Self {
             public,
             algorithm,
             chain,
-            decoding,
-        }
+            verifier,
+        })
     }
 
     /// Declares the algorithm the key signs with, published as the JWK's `alg`. EC keys

@@ -1,16 +1,11 @@
-//! [`KeySet`]: the active signing key plus verify-only keys; JWKS and verification.
+//! [`KeySet`]: the active signing key plus verify-only keys, and their JWKS document.
 
-use jsonwebtoken::{TokenData, Validation};
-
-use super::pem::parse_certificate;
-use super::public::PublicKeyInfo;
-use super::{KeyError, KidStyle, SigningKey, VerifyingKey};
-
-/// Leeway on `exp`/`nbf` when verifying, as the registry applies (protocol.md §3.5).
-const VERIFY_LEEWAY_SECS: u64 = 60;
+use super::{KidStyle, SigningKey, VerifyingKey};
 
 /// The active [`SigningKey`] plus public keys that are still trusted for verification
-/// (e.g. the previous key during a rotation).
+/// (e.g. the previous key during a rotation). To verify tokens against the set, build a
+/// [`TokenVerifier`](crate::verify::TokenVerifier) with
+/// [`key_set`](crate::verify::TokenVerifierBuilder::key_set).
 #[derive(Clone, Debug)]
 pub struct KeySet {
     active: SigningKey,
@@ -52,7 +47,7 @@ impl KeySet {
     }
 
     /// Every public key, the active one first.
-    fn keys(&self) -> impl Iterator<Item = &VerifyingKey> {
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &VerifyingKey> {
         std::iter::once(self.active.verifying_key()).chain(&self.verify_only)
     }
 
@@ -72,41 +67,5 @@ impl KeySet {
             .map(|k| k.public.jwk(k.algorithm, style))
             .collect();
         serde_json::json!({ "keys": keys })
-    }
-
-    /// Verifies a compact JWS against the set, the way a registry does: the key is the one
-    /// whose public key is the `x5c` leaf's (if `x5c` is present — the chain itself is not
-    /// validated, only keys of this set are trusted), otherwise the one whose libtrust or
-    /// RFC 7638 id equals `kid`. Then signature, `iss`, `aud` (string or array), `exp` and
-    /// `nbf` (60 s leeway) are checked. Returns the header and the claims.
-    pub fn verify(
-        &self,
-        token: &str,
-        audience: &str,
-        issuer: &str,
-    ) -> Result<TokenData<serde_json::Value>, KeyError> {
-        let header = jsonwebtoken::decode_header(token).map_err(KeyError::Verification)?;
-        let key = match header.x5c_der().map_err(KeyError::Verification)? {
-            Some(chain) => {
-                let leaf = chain.first().ok_or(KeyError::UnknownKey)?;
-                let cert = parse_certificate(leaf)?;
-                let public = PublicKeyInfo::from_spki_der(cert.public_key().raw)?;
-                self.keys().find(|k| k.public.material == public.material)
-            }
-            None => header.kid.as_deref().and_then(|kid| {
-                self.keys()
-                    .find(|k| k.libtrust_kid() == kid || k.rfc7638_kid() == kid)
-            }),
-        }
-        .ok_or(KeyError::UnknownKey)?;
-
-        let mut validation = Validation::new(header.alg);
-        validation.algorithms = key.public.material.allowed_algorithms();
-        validation.leeway = VERIFY_LEEWAY_SECS;
-        validation.validate_nbf = true;
-        validation.set_audience(&[audience]);
-        validation.set_issuer(&[issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        jsonwebtoken::decode(token, &key.decoding, &validation).map_err(KeyError::Verification)
     }
 }

@@ -59,7 +59,7 @@ impl SigningKey {
             None => key_blocks.certificate_chain()?,
         };
         let chain = attach_chain(&public, chain)?;
-        Ok(Self::assemble(signer, public, chain))
+        Self::assemble(signer, public, chain)
     }
 
     /// Loads [`Self::from_pem`] from files; errors name the file at fault.
@@ -81,21 +81,25 @@ impl SigningKey {
             ),
         };
         let chain = attach_chain(&public, chain).map_err(|e| e.in_file(chain_file))?;
-        Ok(Self::assemble(signer, public, chain))
+        Self::assemble(signer, public, chain)
     }
 
-    fn assemble(signer: Signer, public: PublicKeyInfo, chain: Vec<Vec<u8>>) -> Self {
+    fn assemble(
+        signer: Signer,
+        public: PublicKeyInfo,
+        chain: Vec<Vec<u8>>,
+    ) -> Result<Self, KeyError> {
         let algorithm = public.material.default_algorithm();
-        let verifying = VerifyingKey::new(public, chain);
+        let verifying = VerifyingKey::new(public, chain)?;
         let verifying = VerifyingKey {
             algorithm: Some(algorithm),
             ..verifying
         };
-        Self {
+        Ok(Self {
             signer: Arc::new(signer),
             algorithm,
             verifying,
-        }
+        })
     }
 
     /// Chooses the signing algorithm: RS256 (default), RS384 or RS512 for RSA keys; EC
