@@ -50,6 +50,10 @@ pub const DEFAULT_TOKEN_PATH: &str = "/auth";
 pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// The default limit on the query string length.
 pub const DEFAULT_QUERY_LIMIT: usize = 16 * 1024;
+/// How long clients may cache `/.well-known/jwks.json` by default (`Cache-Control:
+/// public, max-age=300`). A new key must be published (as verify-only) at least this long
+/// before it starts signing.
+pub const DEFAULT_JWKS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Builds the token server's [`Router`].
 #[derive(Debug, Clone)]
@@ -60,6 +64,7 @@ pub struct TokenRouter {
     client_ip: ClientIpConfig,
     body_limit: usize,
     query_limit: usize,
+    jwks_cache_control: HeaderValue,
 }
 
 #[derive(Clone, Debug)]
@@ -68,6 +73,7 @@ struct AppState {
     client_ip: ClientIpConfig,
     body_limit: usize,
     query_limit: usize,
+    jwks_cache_control: HeaderValue,
 }
 
 impl TokenRouter {
@@ -89,6 +95,7 @@ impl TokenRouter {
             client_ip: ClientIpConfig::default(),
             body_limit: DEFAULT_BODY_LIMIT,
             query_limit: DEFAULT_QUERY_LIMIT,
+            jwks_cache_control: jwks_cache_control(DEFAULT_JWKS_MAX_AGE),
         }
     }
 
@@ -126,6 +133,14 @@ impl TokenRouter {
         self
     }
 
+    /// How long clients may cache the JWKS document (`Cache-Control: public, max-age=N`,
+    /// whole seconds; default [`DEFAULT_JWKS_MAX_AGE`]).
+    #[must_use]
+    pub fn jwks_max_age(mut self, max_age: std::time::Duration) -> Self {
+        self.jwks_cache_control = jwks_cache_control(max_age);
+        self
+    }
+
     /// Builds the router. Serve it with [`serve_with_connect_info`] so that the peer
     /// address is known.
     pub fn build(self) -> Router {
@@ -134,6 +149,7 @@ impl TokenRouter {
             client_ip: self.client_ip,
             body_limit: self.body_limit,
             query_limit: self.query_limit,
+            jwks_cache_control: self.jwks_cache_control,
         };
         let token: MethodRouter<AppState> = get(token_endpoint).post(token_endpoint);
         let p = &self.prefix;
@@ -285,11 +301,21 @@ fn error_response(service: &TokenService, error: &Error) -> Response {
     (status, headers, body).into_response()
 }
 
+/// The active and verify-only public keys; cacheable, unlike the token responses.
 async fn jwks(State(state): State<AppState>) -> Response {
-    json_response(
+    let mut response = json_response(
         StatusCode::OK,
         state.service.current().jwks().to_string().into_bytes(),
-    )
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, state.jwks_cache_control);
+    headers.remove(header::PRAGMA);
+    response
+}
+
+fn jwks_cache_control(max_age: std::time::Duration) -> HeaderValue {
+    HeaderValue::try_from(format!("public, max-age={}", max_age.as_secs()))
+        .unwrap_or_else(|_| HeaderValue::from_static("no-cache"))
 }
 
 async fn healthz() -> &'static str {

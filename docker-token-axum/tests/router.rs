@@ -191,7 +191,7 @@ async fn errors_are_typed_docker_json() {
 #[tokio::test]
 async fn jwks_health_and_prefix() {
     let app = TokenRouter::new(service(None)).prefix("/docker").build();
-    let (s, _, b) = send(
+    let (s, h, b) = send(
         app.clone(),
         Request::get("/docker/.well-known/jwks.json")
             .body(Body::empty())
@@ -200,6 +200,19 @@ async fn jwks_health_and_prefix() {
     .await;
     assert_eq!(s, 200);
     assert_eq!(b["keys"][0]["kty"], "EC");
+    assert_eq!(h["cache-control"], "public, max-age=300");
+    assert!(h.get("pragma").is_none());
+    let custom = TokenRouter::new(service(None))
+        .jwks_max_age(std::time::Duration::from_secs(42))
+        .build();
+    let (_, h, _) = send(
+        custom,
+        Request::get("/.well-known/jwks.json")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(h["cache-control"], "public, max-age=42");
     let (s, _, _) = send(
         app.clone(),
         Request::get("/docker/healthz").body(Body::empty()).unwrap(),

@@ -39,11 +39,19 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         cost: u32,
     },
-    /// Generate a signing key and a self-signed certificate.
+    /// Generate a signing key and a self-signed certificate (and print how to rotate to it).
     GenKey {
-        /// Directory to write `token.key` and `token.crt` into (must not contain them yet).
+        /// Directory to write `<name>.key` and `<name>.crt` into (must not contain them yet).
         #[arg(long)]
         out_dir: PathBuf,
+        /// File name stem: `--name token-2027` writes `token-2027.key`/`.crt`, so that a
+        /// new pair can sit next to the one in use.
+        #[arg(long, default_value = "token")]
+        name: String,
+        /// The running configuration: the rotation steps printed then name its key files,
+        /// `expiration` and `jwks_max_age`.
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// ES256 (default), ES384, RS256, RS384 or RS512.
         #[arg(long, default_value = "ES256", value_parser = parse_alg)]
         algorithm: Algorithm,
@@ -108,9 +116,11 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::HashPassword { cost } => hash_password(cost),
         Command::GenKey {
             out_dir,
+            name,
+            config,
             algorithm,
             common_name,
-        } => gen_key(&out_dir, algorithm, &common_name),
+        } => gen_key(&out_dir, &name, config.as_deref(), algorithm, &common_name),
     }
 }
 
@@ -239,12 +249,33 @@ fn hash_password(cost: u32) -> ExitCode {
     }
 }
 
-fn gen_key(out_dir: &Path, algorithm: Algorithm, common_name: &str) -> ExitCode {
-    let key_path = out_dir.join("token.key");
-    let cert_path = out_dir.join("token.crt");
+fn gen_key(
+    out_dir: &Path,
+    name: &str,
+    config: Option<&Path>,
+    algorithm: Algorithm,
+    common_name: &str,
+) -> ExitCode {
+    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+        eprintln!("--name must be a plain file name stem, e.g. token-2027");
+        return ExitCode::from(1);
+    }
+    // The running configuration, read first so that a bad --config writes nothing.
+    let running = match config {
+        Some(path) => match FileConfig::read(path) {
+            Ok(file) => Some(file.token),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    let key_path = out_dir.join(format!("{name}.key"));
+    let cert_path = out_dir.join(format!("{name}.crt"));
     if key_path.exists() || cert_path.exists() {
         eprintln!(
-            "{} already holds token.key or token.crt; refusing to overwrite",
+            "{} already holds {name}.key or {name}.crt; refusing to overwrite",
             out_dir.display()
         );
         return ExitCode::from(1);
@@ -279,5 +310,49 @@ fn gen_key(out_dir: &Path, algorithm: Algorithm, common_name: &str) -> ExitCode 
         "kid rfc7638  (registry 3.x): {}",
         generated.key.rfc7638_kid()
     );
+    print_rotation_steps(&key_path, &cert_path, running.as_ref());
     ExitCode::SUCCESS
+}
+
+/// How to switch to a freshly generated pair without invalidating tokens in flight.
+fn print_rotation_steps(
+    key: &Path,
+    cert: &Path,
+    running: Option<&docker_token_core::config::TokenConfig>,
+) {
+    let old_cert = running.and_then(|t| t.certificate.as_ref()).map_or_else(
+        || "<the current token.crt>".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let max_age = running.map_or(docker_token_core::config::DEFAULT_JWKS_MAX_AGE_SECS, |t| {
+        t.jwks_max_age
+    });
+    let expiration = running.map_or_else(
+        || "token.expiration".to_owned(),
+        |t| format!("{} s (token.expiration)", t.expiration),
+    );
+    println!();
+    println!("To rotate to this key without invalidating issued tokens:");
+    println!(
+        "  1. publish it as verify-only: add {} to token.verify_certificates, append it to every",
+        cert.display()
+    );
+    println!(
+        "     registry's rootcertbundle (cat {old_cert} {} > bundle.pem) and restart them; send",
+        cert.display()
+    );
+    println!(
+        "     SIGHUP here. JWKS readers (registry 3.x `jwks`, TokenVerifier) see it within {max_age} s."
+    );
+    println!(
+        "  2. make it active: token.key: {}, token.certificate: {};",
+        key.display(),
+        cert.display()
+    );
+    println!("     move {old_cert} into token.verify_certificates; SIGHUP.");
+    println!(
+        "  3. after {expiration} + 60 s of leeway, remove {old_cert} from token.verify_certificates"
+    );
+    println!("     and from the registries' bundles.");
+    println!("  Check each step with `docker-token-server check-config FILE` before SIGHUP.");
 }

@@ -72,7 +72,11 @@ fn router(loaded: &Loaded, service: ServiceHandle) -> Result<Router, LoadError> 
             client_ip = client_ip.trust(nets);
         }
     }
-    let mut r = TokenRouter::with_handle(service).client_ip(client_ip);
+    let mut r = TokenRouter::with_handle(service)
+        .client_ip(client_ip)
+        .jwks_max_age(std::time::Duration::from_secs(
+            loaded.file.token.jwks_max_age,
+        ));
     if let Some(p) = &server.path_prefix {
         r = r.prefix(p.clone());
     }

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{ALICE_PW, Opts, T, hash, start_server, write_config};
+use common::{ALICE_PW, Opts, T, hash, hup, start_server, write_config};
 
 async fn status(url: &str, user: &str, password: &str) -> u16 {
     reqwest::Client::new()
@@ -19,15 +17,6 @@ async fn status(url: &str, user: &str, password: &str) -> u16 {
         .expect("token request")
         .status()
         .as_u16()
-}
-
-fn hup(pid: u32) {
-    let ok = Command::new("kill")
-        .args(["-HUP", &pid.to_string()])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill -HUP {pid} failed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -116,6 +116,16 @@ acl:
     path
 }
 
+/// Sends SIGHUP (a configuration reload) to `pid`.
+pub fn hup(pid: u32) {
+    let ok = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -HUP {pid} failed");
+}
+
 /// Starts `docker-token-server serve --config <file>` and returns it with its base URL.
 pub fn start_server(config: &Path) -> (Process, String) {
     let mut cmd = Command::new(SERVER);
