@@ -1,5 +1,6 @@
 //! Criterion benches of the token path's pieces. Every group has a baseline in the same run:
-//! minting compares our pre-parsed signer with `jsonwebtoken::encode`; the service call
+//! minting compares our pre-parsed signer with `jsonwebtoken::encode`, verification our
+//! `TokenVerifier` with `jsonwebtoken::decode` (key parsed per request / once); the service call
 //! compares an anonymous request (no bcrypt) with a bcrypt cost-5 user.
 #![allow(missing_docs)]
 
@@ -13,6 +14,7 @@ use docker_token_core::request::TokenRequest;
 use docker_token_core::scope::parse_scopes;
 use docker_token_core::static_users::UsersConfig;
 use docker_token_core::token::{AccessEntry, TokenIssuer};
+use docker_token_core::verify::TokenVerifier;
 use docker_token_core::{
     AuthenticatorChain, AuthorizerChain, AuthzRequest, CacheConfig, CachedAuthenticator, Identity,
     Scope, StaticUsers, TokenService,
@@ -136,6 +138,84 @@ fn bench_mint(c: &mut Criterion) {
     g.finish();
 }
 
+/// Verification per request: our `TokenVerifier` (keys parsed once when it is built)
+/// against `jsonwebtoken::decode` with the key parsed from PEM on every request (what a
+/// naive resource server does) and with a `DecodingKey` built once.
+fn bench_verify(c: &mut Criterion) {
+    let mut g = c.benchmark_group("verify");
+    for alg in [Algorithm::ES256, Algorithm::RS256] {
+        let generated = SigningKey::generate(alg, "bench").expect("key");
+        let public_pem = pem::encode(&pem::Pem::new(
+            "PUBLIC KEY",
+            generated.key.public_key_spki_der().to_vec(),
+        ));
+        let keys = KeySet::new(generated.key);
+        let issuer = TokenIssuer::new("bench", Duration::from_secs(300), keys.clone());
+        // the token as issued: header with kid and the x5c certificate
+        let token = issuer
+            .issue("alice", "registry", &access())
+            .expect("issue")
+            .token;
+        let verifier = TokenVerifier::builder("bench", "registry")
+            .key_set(&keys)
+            .build()
+            .expect("verifier");
+        verifier.verify(&token).expect("verifies");
+        g.bench_function(format!("{} TokenVerifier (ours)", alg.as_str()), |b| {
+            b.iter(|| {
+                let verified = verifier.verify(black_box(&token)).expect("verify");
+                assert!(verified.allows("repository", "library/alpine", "pull"));
+                verified
+            })
+        });
+
+        let jalg = match alg {
+            Algorithm::ES256 => jsonwebtoken::Algorithm::ES256,
+            _ => jsonwebtoken::Algorithm::RS256,
+        };
+        let parse_key = || match alg {
+            Algorithm::ES256 => {
+                jsonwebtoken::DecodingKey::from_ec_pem(public_pem.as_bytes()).expect("ec")
+            }
+            _ => jsonwebtoken::DecodingKey::from_rsa_pem(public_pem.as_bytes()).expect("rsa"),
+        };
+        let mut validation = jsonwebtoken::Validation::new(jalg);
+        validation.set_audience(&["registry"]);
+        validation.set_issuer(&["bench"]);
+        validation.leeway = 60;
+        validation.validate_nbf = true;
+        jsonwebtoken::decode::<serde_json::Value>(&token, &parse_key(), &validation)
+            .expect("baseline verifies");
+        g.bench_function(
+            format!(
+                "{} jsonwebtoken::decode, key parsed per request (baseline)",
+                alg.as_str()
+            ),
+            |b| {
+                b.iter(|| {
+                    let key = parse_key();
+                    jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &key, &validation)
+                        .expect("decode")
+                })
+            },
+        );
+        let key = parse_key();
+        g.bench_function(
+            format!(
+                "{} jsonwebtoken::decode, key parsed once (baseline)",
+                alg.as_str()
+            ),
+            |b| {
+                b.iter(|| {
+                    jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &key, &validation)
+                        .expect("decode")
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
 fn bench_service(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -206,5 +286,5 @@ fn config() -> Criterion {
         .sample_size(30)
 }
 
-criterion_group! { name = benches; config = config(); targets = bench_scope, bench_acl, bench_mint, bench_service }
+criterion_group! { name = benches; config = config(); targets = bench_scope, bench_acl, bench_mint, bench_verify, bench_service }
 criterion_main!(benches);
