@@ -24,6 +24,7 @@
 
 mod client_ip;
 mod handle;
+pub mod metrics;
 #[cfg(feature = "oidc")]
 mod oidc;
 
@@ -41,8 +42,9 @@ use tracing::{Instrument, field};
 
 pub use client_ip::{ClientIpConfig, ClientIpError};
 pub use handle::ServiceHandle;
+pub use metrics::Outcome;
 #[cfg(feature = "oidc")]
-pub use oidc::oidc_login_router;
+pub use oidc::{OidcLoginHandle, oidc_login_router, oidc_login_routes};
 
 /// The default token path, as in docker_auth.
 pub const DEFAULT_TOKEN_PATH: &str = "/auth";
@@ -183,10 +185,14 @@ async fn token_endpoint(State(state): State<AppState>, request: Request) -> Resp
         outcome = field::Empty,
         jti = field::Empty,
     );
-    handle_token(state, request).instrument(span).await
+    let started = metrics::start();
+    let (response, outcome) = handle_token(state, request).instrument(span.clone()).await;
+    span.record("outcome", outcome.as_str());
+    metrics::token_request(outcome, started);
+    response
 }
 
-async fn handle_token(state: AppState, request: Request) -> Response {
+async fn handle_token(state: AppState, request: Request) -> (Response, Outcome) {
     let span = tracing::Span::current();
     let service = state.service.current();
     let (parts, body) = request.into_parts();
@@ -198,8 +204,10 @@ async fn handle_token(state: AppState, request: Request) -> Response {
         Ok(ip) => ip,
         Err(e) => {
             tracing::warn!(error = %e, "cannot determine the client address");
-            span.record("outcome", "bad_request");
-            return error_response(&service, &Error::InvalidRequest(e.to_string()));
+            return (
+                error_response(&service, &Error::InvalidRequest(e.to_string())),
+                Outcome::BadRequest,
+            );
         }
     };
     if let Some(ip) = client_ip {
@@ -209,18 +217,17 @@ async fn handle_token(state: AppState, request: Request) -> Response {
     let parsed = if parts.method == Method::POST {
         match read_body(body, state.body_limit).await {
             Ok(bytes) => TokenRequest::from_form(&bytes, authorization, client_ip),
-            Err(resp) => {
-                span.record("outcome", "bad_request");
-                return resp;
-            }
+            Err(resp) => return (resp, Outcome::BadRequest),
         }
     } else {
         let query = parts.uri.query().unwrap_or("");
         if query.len() > state.query_limit {
-            span.record("outcome", "bad_request");
-            return error_response(
-                &service,
-                &Error::InvalidRequest("query string too long".to_owned()),
+            return (
+                error_response(
+                    &service,
+                    &Error::InvalidRequest("query string too long".to_owned()),
+                ),
+                Outcome::BadRequest,
             );
         }
         TokenRequest::from_query(query, authorization, client_ip)
@@ -229,8 +236,7 @@ async fn handle_token(state: AppState, request: Request) -> Response {
         Ok(r) => r,
         Err(e) => {
             tracing::info!(error = %docker_token_core::display_chain(&e), "bad token request");
-            span.record("outcome", "bad_request");
-            return error_response(&service, &e);
+            return (error_response(&service, &e), Outcome::from_error(&e));
         }
     };
     span.record("service", request.service.as_str());
@@ -239,14 +245,15 @@ async fn handle_token(state: AppState, request: Request) -> Response {
         Ok(issued) => {
             span.record("account", issued.account.as_str());
             span.record("jti", issued.jti.as_str());
-            span.record("outcome", "issued");
             let body = serde_json::to_vec(&issued.response).unwrap_or_default();
-            json_response(StatusCode::OK, body)
+            (
+                json_response(StatusCode::OK, body),
+                Outcome::granted(&request, &issued.access),
+            )
         }
         Err(e) => {
             span.record("account", request.credentials.username().unwrap_or(""));
-            span.record("outcome", outcome_name(&e));
-            error_response(&service, &e)
+            (error_response(&service, &e), Outcome::from_error(&e))
         }
     }
 }
@@ -262,15 +269,6 @@ impl std::fmt::Display for ScopeList<'_> {
             write!(f, "{s}")?;
         }
         Ok(())
-    }
-}
-
-fn outcome_name(e: &Error) -> &'static str {
-    match e.status().as_u16() {
-        400 => "bad_request",
-        401 => "unauthorized",
-        503 => "unavailable",
-        _ => "error",
     }
 }
 

@@ -204,7 +204,17 @@ impl AuthenticatorChain {
         login: &LoginAttempt,
     ) -> Result<(AuthnOutcome, Option<&str>), BackendError> {
         for m in &self.members {
-            match m.authenticate(login).await? {
+            let started = crate::metrics::start();
+            let outcome = m.authenticate(login).await;
+            let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
+            let result = match &outcome {
+                Ok(AuthnOutcome::Authenticated(_)) => "authenticated",
+                Ok(AuthnOutcome::Rejected) => "rejected",
+                Ok(AuthnOutcome::NotApplicable) => "not_applicable",
+                Err(_) => "error",
+            };
+            crate::metrics::authn(m.name(), result, elapsed);
+            match outcome? {
                 AuthnOutcome::NotApplicable => {}
                 decided => return Ok((decided, Some(m.name()))),
             }

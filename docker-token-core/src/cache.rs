@@ -279,8 +279,10 @@ impl<A: Authenticator> Authenticator for CachedAuthenticator<A> {
         }
         let tag = self.tag(login);
         if let Some(identity) = self.lookup(&login.account, &tag, Instant::now()) {
+            crate::metrics::cache(self.inner.name(), true);
             return Ok(AuthnOutcome::Authenticated(identity));
         }
+        crate::metrics::cache(self.inner.name(), false);
         let outcome = self.inner.authenticate(login).await?;
         match &outcome {
             AuthnOutcome::Authenticated(identity) => {

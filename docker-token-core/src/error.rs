@@ -37,6 +37,13 @@ pub enum Error {
     /// Authentication failed: unknown user, wrong password, or anonymous access not allowed (401).
     #[error("authentication failed")]
     Unauthorized,
+    /// Too many failed logins for this account from this client address, or from this
+    /// address (429 with `Retry-After`). The credentials were not checked.
+    #[error("too many failed login attempts; retry after {} s", retry_after_secs(*.retry_after))]
+    RateLimited {
+        /// When the client may try again.
+        retry_after: std::time::Duration,
+    },
     /// A backend failed: unavailable (503) or misconfigured/broken (500).
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -58,6 +65,7 @@ impl Error {
             | Self::AccountMismatch
             | Self::UnsupportedGrantType(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Backend(e) if e.kind() == BackendErrorKind::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -74,6 +82,7 @@ impl Error {
             }
             Self::UnsupportedGrantType(_) => "UNSUPPORTED",
             Self::Unauthorized => "UNAUTHORIZED",
+            Self::RateLimited { .. } => "TOOMANYREQUESTS",
             Self::Backend(e) if e.kind() == BackendErrorKind::Unavailable => "UNAVAILABLE",
             Self::Backend(_) | Self::Config(_) | Self::Key(_) => "UNKNOWN",
         }
@@ -100,6 +109,12 @@ impl Error {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let Self::RateLimited { retry_after } = self {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(*retry_after)),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
             let value = format!("Basic realm=\"{}\"", quote_escape(realm));
             if let Ok(v) = HeaderValue::from_str(&value) {
@@ -111,6 +126,11 @@ impl Error {
         });
         (status, headers, body.to_string().into_bytes())
     }
+}
+
+/// Whole seconds for `Retry-After`, rounded up (at least 1).
+fn retry_after_secs(d: std::time::Duration) -> u64 {
+    (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
 /// Formats an error and all its sources as `a: b: c`.
@@ -337,6 +357,23 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["errors"][0]["code"], "UNAUTHORIZED");
         assert_eq!(v["errors"][0]["message"], "authentication failed");
+    }
+
+    #[test]
+    fn rate_limited_is_429_with_retry_after_in_whole_seconds() {
+        let e = Error::RateLimited {
+            retry_after: std::time::Duration::from_millis(5_200),
+        };
+        let (status, headers, body) = e.to_http("r");
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(headers[header::RETRY_AFTER], "6");
+        assert!(headers.get(header::WWW_AUTHENTICATE).is_none());
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errors"][0]["code"], "TOOMANYREQUESTS");
+        assert_eq!(
+            v["errors"][0]["message"],
+            "too many failed login attempts; retry after 6 s"
+        );
     }
 
     #[test]

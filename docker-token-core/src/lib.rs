@@ -19,6 +19,8 @@ pub mod credential_store;
 mod error;
 mod identity;
 pub mod keys;
+pub mod metrics;
+pub mod rate_limit;
 pub mod request;
 mod reuse;
 pub mod scope;
@@ -39,6 +41,7 @@ pub use error::{
 };
 pub use identity::{Identity, Labels};
 pub use keys::{Algorithm, GeneratedKey, KeyError, KeySet, KidStyle, SigningKey, VerifyingKey};
+pub use rate_limit::{FailedLoginLimiter, RateLimitConfig};
 pub use scope::{Scope, ScopeError};
 pub use secret::Password;
 pub use service::{Issued, ScopeDecision, TokenService, TokenServiceBuilder};

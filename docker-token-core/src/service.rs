@@ -10,6 +10,7 @@ use crate::authn::{AuthenticatorChain, AuthnOutcome};
 use crate::authz::{AuthorizerChain, AuthzRequest, RuleRef};
 use crate::error::{BackendError, Error};
 use crate::identity::Identity;
+use crate::rate_limit::FailedLoginLimiter;
 use crate::request::{GrantType, TokenRequest};
 use crate::reuse::{ReuseWindow, grant_key};
 use crate::scope::Scope;
@@ -48,6 +49,7 @@ struct Inner {
     issuer: TokenIssuer,
     realm: String,
     reuse: Option<ReuseWindow>,
+    limiter: Option<FailedLoginLimiter>,
 }
 
 /// Builds a [`TokenService`].
@@ -58,6 +60,7 @@ pub struct TokenServiceBuilder {
     issuer: TokenIssuer,
     realm: Option<String>,
     reuse_window: Option<Duration>,
+    limiter: Option<FailedLoginLimiter>,
 }
 
 impl TokenServiceBuilder {
@@ -93,6 +96,17 @@ impl TokenServiceBuilder {
         self
     }
 
+    /// Limits failed logins (see [`rate_limit`](crate::rate_limit)): while a (account,
+    /// client IP) pair or a client IP is limited, requests with credentials are answered
+    /// [`Error::RateLimited`] (429) without running the authenticators. Pass a clone of the
+    /// running service's limiter to a rebuilt service to keep the counts across a reload.
+    /// Off unless set; a limiter built from a disabled configuration is ignored.
+    #[must_use]
+    pub fn failed_login_limiter(mut self, limiter: FailedLoginLimiter) -> Self {
+        self.limiter = Some(limiter).filter(|l| l.config().enabled);
+        self
+    }
+
     /// Finishes the service.
     #[must_use]
     pub fn build(self) -> TokenService {
@@ -106,6 +120,7 @@ impl TokenServiceBuilder {
                 issuer: self.issuer,
                 realm,
                 reuse: self.reuse_window.map(ReuseWindow::new),
+                limiter: self.limiter,
             }),
         }
     }
@@ -149,6 +164,7 @@ impl TokenService {
             issuer,
             realm: None,
             reuse_window: None,
+            limiter: None,
         }
     }
 
@@ -164,6 +180,12 @@ impl TokenService {
         &self.inner.authn
     }
 
+    /// The failed-login limiter, if one is set.
+    #[must_use]
+    pub fn failed_login_limiter(&self) -> Option<&FailedLoginLimiter> {
+        self.inner.limiter.as_ref()
+    }
+
     /// The Basic realm used on 401 answers.
     #[must_use]
     pub fn realm(&self) -> &str {
@@ -176,6 +198,28 @@ impl TokenService {
             return Err(Error::UnsupportedGrantType("refresh_token".to_owned()));
         }
         let login = request.login();
+        // anonymous attempts guess nothing: they are neither limited nor counted
+        let limiter = self
+            .inner
+            .limiter
+            .as_ref()
+            .filter(|_| !request.credentials.is_anonymous());
+        if let Some(limiter) = limiter
+            && let Err(limited) = limiter.check(&login.account, request.client_ip)
+        {
+            crate::metrics::rate_limited(limited.kind.as_str());
+            tracing::warn!(
+                target: "docker_token::audit",
+                account = ?login.account,
+                client_ip = %OptIp(request.client_ip),
+                limit = limited.kind.as_str(),
+                retry_after_s = limited.retry_after.as_secs_f64().ceil(),
+                "login rate-limited"
+            );
+            return Err(Error::RateLimited {
+                retry_after: limited.retry_after,
+            });
+        }
         let (outcome, by) = match self.inner.authn.authenticate_with_source(&login).await {
             Ok(r) => r,
             Err(e) => {
@@ -184,8 +228,17 @@ impl TokenService {
             }
         };
         let (identity, authenticator) = match outcome {
-            AuthnOutcome::Authenticated(identity) => (identity, by.map(str::to_owned)),
+            AuthnOutcome::Authenticated(identity) => {
+                if let Some(limiter) = limiter {
+                    limiter.record_success(&login.account, request.client_ip);
+                }
+                (identity, by.map(str::to_owned))
+            }
             AuthnOutcome::Rejected | AuthnOutcome::NotApplicable => {
+                if let Some(limiter) = limiter {
+                    limiter.record_failure(&login.account, request.client_ip);
+                    crate::metrics::failed_login();
+                }
                 tracing::warn!(
                     account = %login.account,
                     client_ip = %OptIp(request.client_ip),
@@ -243,8 +296,10 @@ impl TokenService {
         };
         let key = grant_key(account, audience, access);
         if let Some(token) = reuse.get(&key) {
+            crate::metrics::reuse(true);
             return Ok((token, true));
         }
+        crate::metrics::reuse(false);
         let token = self.inner.issuer.issue(account, audience, access)?;
         reuse.put(key, &token);
         Ok((token, false))
@@ -590,6 +645,112 @@ mod tests {
         let auth = user.map(|(u, p)| basic(u, p));
         let req = TokenRequest::from_query(query, auth.as_ref(), None).unwrap();
         s.issue(&req).await
+    }
+
+    struct Counting(StaticUsers, std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl Authenticator for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        async fn authenticate(&self, login: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.authenticate(login).await
+        }
+    }
+
+    fn limited_service(burst: u32) -> (TokenService, Arc<Counting>) {
+        let users: UsersConfig = serde_json::from_value(serde_json::json!({
+            "alice": {"password": bcrypt::hash("pw", 4).unwrap(), "labels": {"team": ["demo"]}},
+            "": {}
+        }))
+        .unwrap();
+        let counting = Arc::new(Counting(
+            StaticUsers::from_config(&users).unwrap(),
+            std::sync::atomic::AtomicUsize::new(0),
+        ));
+        let mut chain = AuthenticatorChain::new();
+        chain.push(counting.clone());
+        let limiter = FailedLoginLimiter::new(crate::RateLimitConfig {
+            burst,
+            ..crate::RateLimitConfig::default()
+        })
+        .unwrap();
+        let key = SigningKey::generate(Algorithm::ES256, "test").unwrap().key;
+        let s = TokenService::builder(TokenIssuer::new(
+            "test-issuer",
+            Duration::from_secs(300),
+            KeySet::new(key),
+        ))
+        .authenticators(chain)
+        .authorizers(AuthorizerChain::new().with(acl()))
+        .failed_login_limiter(limiter)
+        .build();
+        (s, counting)
+    }
+
+    async fn from_ip(
+        s: &TokenService,
+        user: Option<(&str, &str)>,
+        ip: [u8; 4],
+    ) -> Result<Issued, Error> {
+        let auth = user.map(|(u, p)| basic(u, p));
+        let req = TokenRequest::from_query(
+            "service=reg&scope=repository:demo/a:pull",
+            auth.as_ref(),
+            Some(IpAddr::from(ip)),
+        )
+        .unwrap();
+        s.issue(&req).await
+    }
+
+    #[tokio::test]
+    async fn failed_logins_are_limited_without_asking_the_authenticators() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (s, counting) = limited_service(3);
+        let ip = [192, 0, 2, 1];
+        for _ in 0..3 {
+            let e = from_ip(&s, Some(("alice", "wrong")), ip).await.unwrap_err();
+            assert!(matches!(e, Error::Unauthorized), "{e:?}");
+        }
+        assert_eq!(counting.1.load(SeqCst), 3);
+        // the right password now gets 429 too: a limited guess learns nothing
+        let e = from_ip(&s, Some(("alice", "pw")), ip).await.unwrap_err();
+        let Error::RateLimited { retry_after } = e else {
+            panic!("{e:?}")
+        };
+        assert!(retry_after <= Duration::from_secs(10), "{retry_after:?}");
+        assert_eq!(counting.1.load(SeqCst), 3, "no authenticator ran");
+        let (status, headers, _) = s.error_response(&e);
+        assert_eq!(status, 429);
+        assert!(headers.contains_key(http::header::RETRY_AFTER));
+        // another address, and anonymous requests, are not limited
+        assert!(
+            from_ip(&s, Some(("alice", "pw")), [192, 0, 2, 2])
+                .await
+                .is_ok()
+        );
+        assert!(from_ip(&s, None, ip).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn successes_never_count_and_clear_the_pair() {
+        let (s, _) = limited_service(2);
+        let ip = [192, 0, 2, 9];
+        for _ in 0..20 {
+            assert!(from_ip(&s, Some(("alice", "pw")), ip).await.is_ok());
+        }
+        // one wrong password, then the right one: the pair is cleared
+        for _ in 0..5 {
+            assert!(from_ip(&s, Some(("alice", "wrong")), ip).await.is_err());
+            assert!(from_ip(&s, Some(("alice", "pw")), ip).await.is_ok());
+        }
+        assert_eq!(
+            s.failed_login_limiter().unwrap().len(),
+            1,
+            "only the IP key"
+        );
     }
 
     #[tokio::test]

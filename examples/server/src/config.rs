@@ -8,6 +8,7 @@ use docker_token_core::StaticUsers;
 use docker_token_core::acl::{Acl, AclEntry};
 use docker_token_core::cache::CacheConfig;
 use docker_token_core::config::TokenConfig;
+use docker_token_core::rate_limit::RateLimitConfig;
 use docker_token_core::static_users::UsersConfig;
 use docker_token_ldap::{LdapAuthenticator, LdapConfig};
 use docker_token_oidc::{
@@ -35,6 +36,10 @@ pub(crate) struct FileConfig {
     /// its own `ldap_auth.cache_ttl`.
     #[serde(default)]
     pub(crate) credential_cache: Option<CacheConfig>,
+    /// Our addition: failed-login rate limiting, on by default (see the README);
+    /// `rate_limit: {enabled: false}` turns it off.
+    #[serde(default)]
+    pub(crate) rate_limit: Option<RateLimitConfig>,
     /// `acl:` — the static ACL.
     #[serde(default)]
     pub(crate) acl: Option<Vec<AclEntry>>,
@@ -109,6 +114,9 @@ pub(crate) struct ServerConfig {
     /// Our addition: peers allowed to set `real_ip_header` (CIDRs; default loopback).
     #[serde(default)]
     pub(crate) real_ip_trusted_proxies: Option<Vec<String>>,
+    /// Our addition: Prometheus metrics (`{enabled: true, path: /metrics, addr: …}`).
+    #[serde(default)]
+    pub(crate) metrics: Option<MetricsConfig>,
 
     #[serde(default)]
     tls_min_version: Option<IgnoredAny>,
@@ -118,6 +126,37 @@ pub(crate) struct ServerConfig {
     tls_cipher_suites: Option<IgnoredAny>,
     #[serde(default)]
     letsencrypt: Option<IgnoredAny>,
+}
+
+/// `server.metrics:` — the Prometheus text endpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricsConfig {
+    /// Whether metrics are recorded and served (default `true` once the section is there).
+    #[serde(default = "yes")]
+    pub(crate) enabled: bool,
+    /// The path (default `/metrics`; under `path_prefix` when served on the main listener).
+    #[serde(default = "default_metrics_path")]
+    pub(crate) path: String,
+    /// A separate plain-HTTP listener (`host:port`, e.g. `127.0.0.1:9100`) for the metrics
+    /// only; without it they are served on the main listener.
+    #[serde(default)]
+    pub(crate) addr: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_metrics_path() -> String {
+    "/metrics".to_owned()
+}
+
+impl ServerConfig {
+    /// The metrics configuration when metrics are on.
+    pub(crate) fn metrics(&self) -> Option<&MetricsConfig> {
+        self.metrics.as_ref().filter(|m| m.enabled)
+    }
 }
 
 /// A configuration that cannot be used; the text says where and why.
@@ -185,9 +224,15 @@ fn oidc_store(c: &OidcLoginConfig) -> Result<SharedStore, String> {
             tracing::warn!(
                 "oidc_auth has no level_token_db: docker passwords are kept in memory and lost on restart"
             );
-            Ok(SharedStore(std::sync::Arc::new(
-                docker_token_core::InMemoryCredentialStore::new(),
-            )))
+            // one store per process, so that a configuration reload keeps the passwords
+            static MEMORY: std::sync::OnceLock<SharedStore> = std::sync::OnceLock::new();
+            Ok(MEMORY
+                .get_or_init(|| {
+                    SharedStore(std::sync::Arc::new(
+                        docker_token_core::InMemoryCredentialStore::new(),
+                    ))
+                })
+                .clone())
         }
     }
 }
@@ -250,7 +295,7 @@ impl FileConfig {
         } else {
             Err(LoadError(format!(
                 "{origin}: docker_auth section(s) not supported by docker-token yet: {} \
-                 (supported: server, token, users, htpasswd_file, credential_cache, ldap_auth, oidc_auth, oidc_token_auth, acl)",
+                 (supported: server, token, users, htpasswd_file, credential_cache, rate_limit, ldap_auth, oidc_auth, oidc_token_auth, acl)",
                 unsupported.join(", ")
             )))
         }
@@ -305,6 +350,35 @@ impl FileConfig {
             .unwrap_or_default()
             .validate()
             .map_err(|e| err(&e.at("credential_cache")))?;
+        self.rate_limit
+            .unwrap_or_default()
+            .validate()
+            .map_err(|e| err(&e.at("rate_limit")))?;
+        if let Some(m) = &self.server.metrics {
+            if !m.path.starts_with('/') {
+                return Err(err(&"server.metrics.path: must start with '/'"));
+            }
+            let taken = [
+                "/auth",
+                "/auth/token",
+                "/healthz",
+                "/readyz",
+                "/.well-known/jwks.json",
+            ];
+            if m.addr.is_none() && taken.contains(&m.path.trim_end_matches('/')) {
+                return Err(err(&format!(
+                    "server.metrics.path: {} is a route of the token server",
+                    m.path
+                )));
+            }
+            if let Some(addr) = &m.addr
+                && addr.parse::<std::net::SocketAddr>().is_err()
+            {
+                return Err(err(&format!(
+                    "server.metrics.addr: {addr:?} is not an IP:port address"
+                )));
+            }
+        }
         let mut users = match &self.users {
             Some(u) => Some(StaticUsers::from_config(u).map_err(|e| err(&e))?),
             None => None,

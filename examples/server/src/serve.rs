@@ -1,5 +1,6 @@
 //! `serve`: build the service from a loaded configuration and run the HTTP(S) server until
 //! SIGTERM/SIGINT, finishing in-flight requests. SIGHUP re-reads the configuration file.
+//! With `server.metrics`, a Prometheus recorder is installed and `/metrics` is served.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,19 +9,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use docker_token_axum::{ClientIpConfig, ServiceHandle, TokenRouter, serve_with_connect_info};
+use docker_token_axum::{
+    ClientIpConfig, OidcLoginHandle, ServiceHandle, TokenRouter, serve_with_connect_info,
+};
 use docker_token_core::{
-    AuthenticatorChain, AuthorizerChain, CachedAuthenticator, TokenService, display_chain,
+    AuthenticatorChain, AuthorizerChain, CachedAuthenticator, FailedLoginLimiter, TokenService,
+    display_chain,
 };
 use http::{HeaderName, HeaderValue};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cli::ServeArgs;
-use crate::config::{Authn, FileConfig, LoadError, Loaded, ServerConfig, parse_net};
+use crate::config::{Authn, FileConfig, LoadError, Loaded, ServerConfig, SharedStore, parse_net};
 use crate::quickstart;
+
+/// Counter: configuration reloads, by `result` (`ok`, `failed`).
+const RELOADS_TOTAL: &str = "docker_token_reloads_total";
+
+/// Histogram buckets (seconds) of the `*_duration_seconds` metrics: 100 µs to 10 s.
+const DURATION_BUCKETS: [f64; 15] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
 
 /// Builds the token service (keys, authenticators, authorizers) from a loaded config. Every
 /// call makes fresh credential caches (new keys, no entries).
 pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> {
+    build_service_after(loaded, None)
+}
+
+/// [`build_service`] for a reload: the failed-login limiter of the `running` service is kept
+/// (with its counts) when `rate_limit` did not change, so a reload does not reset guessing.
+fn build_service_after(
+    loaded: &Loaded,
+    running: Option<&TokenService>,
+) -> Result<TokenService, LoadError> {
     let issuer = loaded
         .file
         .token
@@ -49,14 +72,74 @@ pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> 
     if let Some(acl) = &loaded.acl {
         authz.push(Arc::new(acl.clone()));
     }
-    Ok(TokenService::builder(issuer)
+    let mut builder = TokenService::builder(issuer)
         .authenticators(authn)
         .authorizers(authz)
-        .reuse_window(loaded.file.token.reuse_window())
-        .build())
+        .reuse_window(loaded.file.token.reuse_window());
+    let limits = loaded.file.rate_limit.unwrap_or_default();
+    if limits.enabled {
+        let limiter = match running.and_then(TokenService::failed_login_limiter) {
+            Some(l) if *l.config() == limits => l.clone(),
+            _ => FailedLoginLimiter::new(limits)
+                .map_err(|e| LoadError(format!("{}: rate_limit: {e}", loaded.origin)))?,
+        };
+        builder = builder.failed_login_limiter(limiter);
+    }
+    Ok(builder.build())
 }
 
-fn router(loaded: &Loaded, service: ServiceHandle) -> Result<Router, LoadError> {
+/// Installs the Prometheus recorder (once per process) and a task that drains histogram
+/// samples every 5 s even when nobody scrapes.
+fn install_metrics() -> Result<PrometheusHandle, LoadError> {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Suffix("_duration_seconds".to_owned()),
+            &DURATION_BUCKETS,
+        )
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| LoadError(format!("server.metrics: {e}")))?;
+    docker_token_axum::metrics::describe();
+    metrics::describe_counter!(RELOADS_TOTAL, "Configuration reloads (result=ok|failed).");
+    // register the reload series at 0 so that a scrape shows them before the first SIGHUP
+    metrics::counter!(RELOADS_TOTAL, "result" => "ok").increment(0);
+    metrics::counter!(RELOADS_TOTAL, "result" => "failed").increment(0);
+    let h = handle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            h.run_upkeep();
+        }
+    });
+    Ok(handle)
+}
+
+/// The `GET <path>` route that renders the metrics.
+fn metrics_route(path: &str, handle: PrometheusHandle) -> Router {
+    Router::new().route(
+        path,
+        axum::routing::get(move || {
+            let handle = handle.clone();
+            async move {
+                (
+                    [(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    )],
+                    handle.render(),
+                )
+            }
+        }),
+    )
+}
+
+fn router(
+    loaded: &Loaded,
+    service: ServiceHandle,
+    login: OidcLoginHandle,
+    metrics: Option<&PrometheusHandle>,
+) -> Result<Router, LoadError> {
     let server = &loaded.file.server;
     let mut client_ip = ClientIpConfig::peer();
     if let Some(h) = &server.real_ip_header {
@@ -81,9 +164,15 @@ fn router(loaded: &Loaded, service: ServiceHandle) -> Result<Router, LoadError> 
         r = r.prefix(p.clone());
     }
     let mut app = r.build();
-    if let Some(login) = &loaded.oidc_login {
-        app = app.merge(docker_token_axum::oidc_login_router(login.clone()));
+    if let (Some(m), Some(handle)) = (server.metrics(), metrics)
+        && m.addr.is_none()
+    {
+        let prefix = server.path_prefix.as_deref().unwrap_or("");
+        let path = format!("{}{}", prefix.trim_end_matches('/'), m.path);
+        app = app.merge(metrics_route(&path, handle.clone()));
     }
+    // the OIDC login routes follow the handle, so a reload can add, change or remove them
+    app = app.merge(docker_token_axum::oidc_login_routes(login));
     if server.hsts {
         app = app.layer(axum::middleware::map_response(
             |mut res: axum::response::Response| async move {
@@ -144,15 +233,28 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
             (loaded, Some(q))
         }
     };
-    let handle = ServiceHandle::new(build_service(&loaded)?);
-    if let Some(store) = &loaded.oidc_store {
-        crate::store::spawn_sweeper(store.0.clone(), Duration::from_secs(300));
-    }
-    let app = router(&loaded, handle.clone())?;
     let server = &loaded.file.server;
+    let metrics = match server.metrics() {
+        Some(_) => Some(install_metrics()?),
+        None => None,
+    };
+    let handle = ServiceHandle::new(build_service(&loaded)?);
+    let mut swept = Vec::new();
+    sweep(&mut swept, loaded.oidc_store.as_ref());
+    let login = OidcLoginHandle::new(loaded.oidc_login.clone());
+    let app = router(&loaded, handle.clone(), login.clone(), metrics.as_ref())?;
+    if let (Some(m), Some(handle)) = (server.metrics(), &metrics)
+        && let Some(addr) = &m.addr
+    {
+        serve_metrics(addr, &m.path, handle.clone()).await?;
+    }
     tokio::spawn(reload_on_sighup(
         args.config.clone(),
-        handle,
+        Reloadable {
+            service: handle,
+            login,
+            swept,
+        },
         server.clone(),
     ));
     if server.net.as_deref() == Some("unix") {
@@ -196,6 +298,47 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
     }
 }
 
+/// Starts the separate metrics listener (`server.metrics.addr`).
+async fn serve_metrics(addr: &str, path: &str, handle: PrometheusHandle) -> Result<(), LoadError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| LoadError(format!("server.metrics.addr: cannot listen on {addr}: {e}")))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| LoadError(e.to_string()))?;
+    // A line tests and scripts wait for.
+    println!("docker-token-server metrics on http://{local}{path}");
+    tracing::info!(addr = %local, path, "serving metrics");
+    let app = metrics_route(path, handle);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+        {
+            tracing::error!(error = %e, "metrics listener failed");
+        }
+    });
+    Ok(())
+}
+
+/// Starts a sweeper for a credential store that has none yet (a reload may bring a new one;
+/// a store shared with the running configuration keeps its sweeper).
+fn sweep(swept: &mut Vec<SharedStore>, store: Option<&SharedStore>) {
+    let Some(store) = store else { return };
+    let same = |s: &SharedStore| std::ptr::addr_eq(Arc::as_ptr(&s.0), Arc::as_ptr(&store.0));
+    if !swept.iter().any(same) {
+        crate::store::spawn_sweeper(store.0.clone(), Duration::from_secs(300));
+        swept.push(store.clone());
+    }
+}
+
+/// What a reload replaces.
+struct Reloadable {
+    service: ServiceHandle,
+    login: OidcLoginHandle,
+    swept: Vec<SharedStore>,
+}
+
 async fn serve_tls(
     listener: std::net::TcpListener,
     cert: &Path,
@@ -230,9 +373,10 @@ async fn serve_unix(path: &str, app: Router) -> Result<(), LoadError> {
 }
 
 /// On every SIGHUP: re-read and validate the configuration file, build a new service (with
-/// fresh caches and backend connections) and swap it in for new requests. An invalid file
-/// keeps the running service and logs why. `server:` changes need a restart.
-async fn reload_on_sighup(path: Option<PathBuf>, handle: ServiceHandle, server: ServerConfig) {
+/// fresh caches and backend connections) and a new OIDC login, and swap them in for new
+/// requests. An invalid file keeps the running service and logs why. `server:` changes need
+/// a restart.
+async fn reload_on_sighup(path: Option<PathBuf>, mut running: Reloadable, server: ServerConfig) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -246,31 +390,49 @@ async fn reload_on_sighup(path: Option<PathBuf>, handle: ServiceHandle, server: 
             tracing::warn!("SIGHUP: running the embedded default, there is no file to reload");
             continue;
         };
-        match reload(path, &server).await {
-            Ok(service) => {
-                drop(handle.replace(service));
+        match reload(path, &server, running.service.current()).await {
+            Ok((service, login, store)) => {
+                sweep(&mut running.swept, store.as_ref());
+                drop(running.service.replace(service));
+                drop(running.login.replace(login));
+                metrics::counter!(RELOADS_TOTAL, "result" => "ok").increment(1);
                 tracing::info!(config = %path.display(), "configuration reloaded");
             }
-            Err(e) => tracing::error!(
-                config = %path.display(),
-                error = %e,
-                "configuration reload failed; still serving the previous configuration"
-            ),
+            Err(e) => {
+                metrics::counter!(RELOADS_TOTAL, "result" => "failed").increment(1);
+                tracing::error!(
+                    config = %path.display(),
+                    error = %e,
+                    "configuration reload failed; still serving the previous configuration"
+                );
+            }
         }
     }
 }
 
-async fn reload(path: &Path, running: &ServerConfig) -> Result<TokenService, LoadError> {
+/// A reloaded service, OIDC login and its credential store.
+type Reloaded = (
+    TokenService,
+    Option<docker_token_oidc::OidcLogin>,
+    Option<SharedStore>,
+);
+
+async fn reload(
+    path: &Path,
+    server: &ServerConfig,
+    service: TokenService,
+) -> Result<Reloaded, LoadError> {
     let path = path.to_owned();
-    let running = running.clone();
+    let server = server.clone();
     // file I/O and key parsing: off the async workers
     tokio::task::spawn_blocking(move || {
         let origin = path.display().to_string();
         let loaded = FileConfig::read(&path)?.load(&origin)?;
-        if loaded.file.server != running {
+        if loaded.file.server != server {
             tracing::warn!("server: section changed; it takes effect after a restart");
         }
-        build_service(&loaded)
+        let service = build_service_after(&loaded, Some(&service))?;
+        Ok((service, loaded.oidc_login, loaded.oidc_store))
     })
     .await
     .map_err(|e| LoadError(format!("reload task failed: {e}")))?

@@ -177,6 +177,7 @@ fn real_main() -> Result<(), String> {
         ldap: None,
         credential_cache: cache,
         reuse_window: 0,
+        metrics: false,
     };
 
     // ES256, static users with the default credential cache
@@ -231,6 +232,48 @@ fn real_main() -> Result<(), String> {
             },
         ],
     )?;
+    // the cost of metrics: the same configuration with and without `server.metrics`,
+    // alternating twice so that drift in the machine's speed hits both sides alike
+    for round in 1..=2 {
+        for metrics in [false, true] {
+            let port = test_support::free_port();
+            let label = if metrics { "on" } else { "off" };
+            let cfg = setup::config(
+                dir.path(),
+                &format!("metrics-{label}-{round}"),
+                port,
+                &Variant {
+                    metrics,
+                    ..es(None)
+                },
+            )?;
+            let names: [&'static str; 2] = if metrics {
+                ["(b) anonymous, metrics on", "(c) Basic, metrics on"]
+            } else {
+                ["(b) anonymous, metrics off", "(c) Basic, metrics off"]
+            };
+            bench.run_server(
+                &bin,
+                &cfg,
+                port,
+                "info",
+                &[
+                    Case {
+                        name: names[0],
+                        path: token("demo/app"),
+                        authorization: None,
+                        paced: false,
+                    },
+                    Case {
+                        name: names[1],
+                        path: token("demo/app"),
+                        authorization: Some(user.clone()),
+                        paced: false,
+                    },
+                ],
+            )?;
+        }
+    }
     // no credential cache: a bcrypt cost-5 verification per request
     let port = test_support::free_port();
     let cfg = setup::config(dir.path(), "es256-nocache", port, &es(Some("{ttl: 0}")))?;
@@ -258,6 +301,7 @@ fn real_main() -> Result<(), String> {
             ldap: None,
             credential_cache: None,
             reuse_window: 0,
+            metrics: false,
         },
     )?;
     bench.run_server(
@@ -296,6 +340,7 @@ fn real_main() -> Result<(), String> {
                 ldap: None,
                 credential_cache: None,
                 reuse_window: 30,
+                metrics: false,
             },
         )?;
         bench.run_server(
@@ -342,6 +387,7 @@ fn real_main() -> Result<(), String> {
                     ldap: Some(section),
                     credential_cache: None,
                     reuse_window: 0,
+                    metrics: false,
                 },
             )?;
             bench.run_server(
@@ -440,6 +486,31 @@ fn print_report(b: &Bench, cold: &[Duration], load_before: &str, load_after: &st
             ms(p.report.p99),
             p.report.errors
         );
+    }
+    println!(
+        "\n| metrics on / off (sum of both rounds) | conns | off req/s | on req/s | on / off |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for case in ["(b) anonymous", "(c) Basic"] {
+        for c in CONNECTIONS {
+            let sum = |suffix: &str| -> f64 {
+                let name = format!("{case}, metrics {suffix}");
+                b.rows
+                    .iter()
+                    .filter(|r| r.case == name && r.connections == c)
+                    .map(|r| r.report.rps)
+                    .sum()
+            };
+            let (off, on) = (sum("off"), sum("on"));
+            if off > 0.0 {
+                println!(
+                    "| {case} | {c} | {:.0} | {:.0} | {:.3} |",
+                    off / 2.0,
+                    on / 2.0,
+                    on / off
+                );
+            }
+        }
     }
     let median = cold.get(cold.len() / 2).copied().unwrap_or_default();
     let max = cold.last().copied().unwrap_or_default();

@@ -98,6 +98,8 @@ pub(crate) struct Variant<'a> {
     pub(crate) credential_cache: Option<&'a str>,
     /// `token.reuse_window` in seconds (0: off).
     pub(crate) reuse_window: u64,
+    /// `server.metrics: {enabled: true}` (Prometheus recorder on, `/metrics` served).
+    pub(crate) metrics: bool,
 }
 
 /// A docker_auth-style configuration: the variant's key and users, a 20-rule ACL whose
@@ -111,7 +113,12 @@ pub(crate) fn config(
     let mut y = String::new();
     let _ = write!(
         y,
-        "server:\n  addr: \"127.0.0.1:{port}\"\ntoken:\n  issuer: load-bench\n  expiration: 900\n  key: {}\n  certificate: {}\n",
+        "server:\n  addr: \"127.0.0.1:{port}\"\n{}token:\n  issuer: load-bench\n  expiration: 900\n  key: {}\n  certificate: {}\n",
+        if v.metrics {
+            "  metrics: {enabled: true}\n"
+        } else {
+            ""
+        },
         v.key.display(),
         v.cert.display()
     );
