@@ -239,8 +239,8 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
         None => None,
     };
     let handle = ServiceHandle::new(build_service(&loaded)?);
-    let mut swept = Vec::new();
-    sweep(&mut swept, loaded.oidc_store.as_ref());
+    let mut sweeper = Sweeper::default();
+    sweeper.follow(loaded.oidc_store.as_ref());
     let login = OidcLoginHandle::new(loaded.oidc_login.clone());
     let app = router(&loaded, handle.clone(), login.clone(), metrics.as_ref())?;
     if let (Some(m), Some(handle)) = (server.metrics(), &metrics)
@@ -253,7 +253,7 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
         Reloadable {
             service: handle,
             login,
-            swept,
+            sweeper,
         },
         server.clone(),
     ));
@@ -321,14 +321,30 @@ async fn serve_metrics(addr: &str, path: &str, handle: PrometheusHandle) -> Resu
     Ok(())
 }
 
-/// Starts a sweeper for a credential store that has none yet (a reload may bring a new one;
-/// a store shared with the running configuration keeps its sweeper).
-fn sweep(swept: &mut Vec<SharedStore>, store: Option<&SharedStore>) {
-    let Some(store) = store else { return };
-    let same = |s: &SharedStore| std::ptr::addr_eq(Arc::as_ptr(&s.0), Arc::as_ptr(&store.0));
-    if !swept.iter().any(same) {
-        crate::store::spawn_sweeper(store.0.clone(), Duration::from_secs(300));
-        swept.push(store.clone());
+/// The sweeper of the OIDC credential store: one task, replaced when a reload brings
+/// another store (a store shared with the running configuration keeps its task).
+#[derive(Default)]
+struct Sweeper(Option<(SharedStore, tokio::task::JoinHandle<()>)>);
+
+impl Sweeper {
+    fn follow(&mut self, store: Option<&SharedStore>) {
+        let same = match (&self.0, store) {
+            (Some((running, _)), Some(new)) => {
+                std::ptr::addr_eq(Arc::as_ptr(&running.0), Arc::as_ptr(&new.0))
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if let Some((_, task)) = self.0.take() {
+            task.abort();
+        }
+        self.0 = store.map(|s| {
+            let task = crate::store::spawn_sweeper(s.0.clone(), Duration::from_secs(300));
+            (s.clone(), task)
+        });
     }
 }
 
@@ -336,7 +352,7 @@ fn sweep(swept: &mut Vec<SharedStore>, store: Option<&SharedStore>) {
 struct Reloadable {
     service: ServiceHandle,
     login: OidcLoginHandle,
-    swept: Vec<SharedStore>,
+    sweeper: Sweeper,
 }
 
 async fn serve_tls(
@@ -392,7 +408,7 @@ async fn reload_on_sighup(path: Option<PathBuf>, mut running: Reloadable, server
         };
         match reload(path, &server, running.service.current()).await {
             Ok((service, login, store)) => {
-                sweep(&mut running.swept, store.as_ref());
+                running.sweeper.follow(store.as_ref());
                 drop(running.service.replace(service));
                 drop(running.login.replace(login));
                 metrics::counter!(RELOADS_TOTAL, "result" => "ok").increment(1);

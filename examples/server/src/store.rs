@@ -6,8 +6,12 @@ use std::time::{Duration, SystemTime};
 
 use docker_token_core::CredentialStore;
 
-/// Sweeps expired records now and then every `every`, logging what it removed.
-pub(crate) fn spawn_sweeper(store: Arc<dyn CredentialStore>, every: Duration) {
+/// Sweeps expired records now and then every `every`, logging what it removed. Abort the
+/// returned task to stop it.
+pub(crate) fn spawn_sweeper(
+    store: Arc<dyn CredentialStore>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
@@ -20,5 +24,5 @@ pub(crate) fn spawn_sweeper(store: Arc<dyn CredentialStore>, every: Duration) {
                 }
             }
         }
-    });
+    })
 }
