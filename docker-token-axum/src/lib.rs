@@ -27,6 +27,7 @@ mod handle;
 pub mod metrics;
 #[cfg(feature = "oidc")]
 mod oidc;
+pub mod resource;
 
 use std::net::SocketAddr;
 
