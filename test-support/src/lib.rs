@@ -356,3 +356,52 @@ fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String
         s
     })
 }
+
+/// The path of binary `binary` of workspace package `package`, for tests of *another*
+/// package (Cargo only gives a test the binaries of its own package). The binary is looked up
+/// next to the running test's profile directory (`target/<profile>/`); if it is not there it
+/// is built once with `cargo build -p <package> --bin <binary>` for that profile. A workspace
+/// run (`cargo nextest run --workspace`) builds it with everything else, so it is fresh.
+#[must_use]
+pub fn workspace_binary(package: &str, binary: &str) -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps");
+    let path = profile_dir.join(binary);
+    let _guard = BUILD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if path.is_file() {
+        return path;
+    }
+    let target_dir = profile_dir.parent().expect("target dir");
+    let profile = profile_dir
+        .file_name()
+        .and_then(|p| p.to_str())
+        .unwrap_or("debug");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", package, "--bin", binary])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    match profile {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    let status = cmd.status().expect("run cargo build");
+    assert!(
+        status.success() && path.is_file(),
+        "cannot build `{binary}` of package `{package}`; run `cargo build -p {package}` first"
+    );
+    path
+}
