@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use docker_token_core::refresh::{RefreshRecord, RefreshTokenStore};
 use docker_token_core::{BackendError, CredentialStore, StoredCredential};
 use redb::{
     Database, DatabaseError, ReadOnlyDatabase, ReadableDatabase, ReadableTable as _,
@@ -18,13 +19,16 @@ use crate::robots::{Robot, RobotStore};
 const CREDENTIALS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("oidc_credentials");
 /// Robot accounts, by robot name.
 const ROBOTS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("robots");
+/// Refresh tokens, by id (a hash of the token, never the token).
+const REFRESH: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("refresh_tokens");
 
 const BACKEND: &str = "store.redb";
 
 /// How long an operation waits for another process (a `robots` command) to release the file.
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
-/// A redb file holding [`StoredCredential`]s and [`Robot`]s as JSON.
+/// A redb file holding [`StoredCredential`]s, [`Robot`]s and refresh tokens
+/// ([`RefreshRecord`]s, by id) as JSON.
 ///
 /// The file is opened for each operation and closed after it (reads share a lock, writes
 /// take it alone), so that a running server and a command-line tool (`robots create`) can
@@ -102,6 +106,7 @@ impl RedbStore {
                 let tx = db.begin_write().map_err(backend)?;
                 tx.open_table(CREDENTIALS).map_err(backend)?;
                 tx.open_table(ROBOTS).map_err(backend)?;
+                tx.open_table(REFRESH).map_err(backend)?;
                 tx.commit().map_err(backend)
             })
             .map_err(|e| format!("{}: {}", path.display(), e))?;
@@ -336,6 +341,116 @@ impl RobotStore for RedbStore {
     }
 }
 
+impl RedbStore {
+    /// Removes the refresh tokens for which `remove` says so (`None`: unreadable); returns
+    /// how many.
+    fn remove_refresh_where(
+        &self,
+        remove: impl Fn(Option<&RefreshRecord>) -> bool,
+    ) -> Result<usize, BackendError> {
+        self.write(|db| {
+            let tx = db.begin_write().map_err(backend)?;
+            let mut removed = 0;
+            tx.open_table(REFRESH)
+                .map_err(backend)?
+                .retain(|_, v| {
+                    let gone = remove(serde_json::from_slice::<RefreshRecord>(v).ok().as_ref());
+                    removed += usize::from(gone);
+                    !gone
+                })
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(removed)
+        })
+    }
+}
+
+/// Revoking by account scans the table (an administrator's rare operation); the sweeper of
+/// the server calls [`RefreshTokenStore::sweep_expired_tokens`] for this table.
+#[async_trait]
+impl RefreshTokenStore for RedbStore {
+    async fn insert_token(&self, record: RefreshRecord) -> Result<(), BackendError> {
+        let value = encode(&record)?;
+        self.blocking(move |s| s.put_json(REFRESH, &record.id, &value))
+            .await
+    }
+
+    async fn get_token(&self, id: &str) -> Result<Option<RefreshRecord>, BackendError> {
+        let id = id.to_owned();
+        let now = SystemTime::now();
+        let found: Option<RefreshRecord> =
+            self.blocking(move |s| s.get_json(REFRESH, &id)).await?;
+        Ok(found.filter(|r| !r.is_expired_at(now)))
+    }
+
+    async fn update_token(&self, record: RefreshRecord) -> Result<bool, BackendError> {
+        let value = encode(&record)?;
+        self.blocking(move |s| {
+            s.write(|db| {
+                let tx = db.begin_write().map_err(backend)?;
+                let updated = {
+                    let mut t = tx.open_table(REFRESH).map_err(backend)?;
+                    let live = t
+                        .get(record.id.as_str())
+                        .map_err(backend)?
+                        .and_then(|v| serde_json::from_slice::<RefreshRecord>(v.value()).ok())
+                        .is_some_and(|r| !r.is_expired_at(SystemTime::now()));
+                    if live {
+                        t.insert(record.id.as_str(), value.as_slice())
+                            .map_err(backend)?;
+                    }
+                    live
+                };
+                tx.commit().map_err(backend)?;
+                Ok(updated)
+            })
+        })
+        .await
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<bool, BackendError> {
+        let id = id.to_owned();
+        self.blocking(move |s| s.remove(REFRESH, &id)).await
+    }
+
+    async fn delete_account_tokens(&self, account: &str) -> Result<usize, BackendError> {
+        let account = account.to_owned();
+        self.blocking(move |s| {
+            s.remove_refresh_where(|r| r.is_some_and(|r| r.account == account))
+        })
+        .await
+    }
+
+    async fn list_tokens(&self, account: Option<&str>) -> Result<Vec<RefreshRecord>, BackendError> {
+        let account = account.map(str::to_owned);
+        let now = SystemTime::now();
+        self.blocking(move |s| {
+            s.read(|db| {
+                let tx = db.begin_read().map_err(backend)?;
+                let t = tx.open_table(REFRESH).map_err(backend)?;
+                let mut out = Vec::new();
+                for entry in t.iter().map_err(backend)? {
+                    let (_, v) = entry.map_err(backend)?;
+                    if let Ok(r) = serde_json::from_slice::<RefreshRecord>(v.value())
+                        && !r.is_expired_at(now)
+                        && account.as_deref().is_none_or(|a| r.account == a)
+                    {
+                        out.push(r);
+                    }
+                }
+                Ok(out)
+            })
+        })
+        .await
+    }
+
+    /// Removes expired (and unreadable) refresh tokens only.
+    async fn sweep_expired_tokens(&self, now: SystemTime) -> Result<usize, BackendError> {
+        self.blocking(move |s| s.remove_refresh_where(|r| r.is_none_or(|r| r.is_expired_at(now))))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +538,29 @@ mod tests {
         store.put("bob", record("bob", 60)).await.unwrap();
         release.join().unwrap();
         assert!(store.get("bob").await.unwrap().is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn refresh_tokens_keep_the_contract_beside_the_other_tables() {
+        let dir = test_support::workdir();
+        let path = dir.path().join("store.redb");
+        let store = RedbStore::open(&path).unwrap();
+        test_support::refresh_store::exercise(&store).await;
+        store.put("alice", record("alice", 60)).await.unwrap();
+        let policy = docker_token_core::refresh::RefreshPolicy::default();
+        let r = RefreshRecord::new(
+            "id1",
+            "alice",
+            "reg",
+            "docker",
+            "static",
+            &policy,
+            SystemTime::now(),
+        );
+        store.insert_token(r.clone()).await.unwrap();
+        // another handle (a reload, or the tokens command) sees the same data
+        let again = RedbStore::open(&path).unwrap();
+        assert_eq!(again.get_token("id1").await.unwrap(), Some(r));
+        assert!(CredentialStore::get(&again, "alice").await.unwrap().is_some());
     }
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod oidc;
+pub mod refresh_store;
 
 pub use tempfile::TempDir;
 
