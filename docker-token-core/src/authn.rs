@@ -59,6 +59,19 @@ pub enum AuthnOutcome {
     NotApplicable,
 }
 
+/// The answer of [`Authenticator::lookup_account`]: does the backend know this account now,
+/// and with which labels?
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LookupOutcome {
+    /// The backend knows the account now; this is who it is, with its current labels.
+    Found(Identity),
+    /// The backend does not know the account (any more).
+    NotFound,
+    /// The backend cannot look accounts up without their password (the default).
+    Unsupported,
+}
+
 /// A source of identities: static users, LDAP, an IdP, or your own.
 ///
 /// Return [`AuthnOutcome::NotApplicable`] for users you don't know, so that a chain can ask
@@ -122,6 +135,18 @@ pub trait Authenticator: Send + Sync {
     async fn ready(&self) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// Looks an account up without its password, for the refresh-token grant: a refresh
+    /// token may only be exchanged while the backend that accepted the password still knows
+    /// the user, and the new token is authorized with the user's *current* labels.
+    ///
+    /// Never use a cache here. The default answers [`LookupOutcome::Unsupported`], which
+    /// makes the token service refuse refresh grants for this backend's users (they must
+    /// log in with their password again).
+    async fn lookup_account(&self, account: &str) -> Result<LookupOutcome, BackendError> {
+        let _ = account;
+        Ok(LookupOutcome::Unsupported)
+    }
 }
 
 #[async_trait]
@@ -138,6 +163,9 @@ impl<T: Authenticator + ?Sized> Authenticator for Arc<T> {
     async fn ready(&self) -> Result<(), BackendError> {
         (**self).ready().await
     }
+    async fn lookup_account(&self, account: &str) -> Result<LookupOutcome, BackendError> {
+        (**self).lookup_account(account).await
+    }
 }
 
 #[async_trait]
@@ -153,6 +181,9 @@ impl<T: Authenticator + ?Sized> Authenticator for Box<T> {
     }
     async fn ready(&self) -> Result<(), BackendError> {
         (**self).ready().await
+    }
+    async fn lookup_account(&self, account: &str) -> Result<LookupOutcome, BackendError> {
+        (**self).lookup_account(account).await
     }
 }
 
@@ -224,6 +255,31 @@ impl AuthenticatorChain {
         }
         Ok((AuthnOutcome::NotApplicable, None))
     }
+
+    /// Looks an account up in the configured order, like a login: the first member that
+    /// finds it decides (and is named). When none does, the answer is
+    /// [`LookupOutcome::Unsupported`] (naming the first such member) if some member cannot
+    /// look accounts up, since that one might have known the user, else
+    /// [`LookupOutcome::NotFound`].
+    pub async fn lookup_with_source(
+        &self,
+        account: &str,
+    ) -> Result<(LookupOutcome, Option<&str>), BackendError> {
+        let mut unsupported = None;
+        for m in &self.members {
+            match m.lookup_account(account).await? {
+                found @ LookupOutcome::Found(_) => return Ok((found, Some(m.name()))),
+                LookupOutcome::Unsupported => {
+                    unsupported.get_or_insert(m.name());
+                }
+                LookupOutcome::NotFound => {}
+            }
+        }
+        Ok(match unsupported {
+            Some(name) => (LookupOutcome::Unsupported, Some(name)),
+            None => (LookupOutcome::NotFound, None),
+        })
+    }
 }
 
 #[async_trait]
@@ -247,6 +303,10 @@ impl Authenticator for AuthenticatorChain {
             m.ready().await?;
         }
         Ok(())
+    }
+
+    async fn lookup_account(&self, account: &str) -> Result<LookupOutcome, BackendError> {
+        Ok(self.lookup_with_source(account).await?.0)
     }
 }
 
@@ -352,6 +412,52 @@ mod tests {
         assert_eq!(out, AuthnOutcome::NotApplicable);
         assert_eq!(a.equalized.load(Ordering::SeqCst), 1);
         assert_eq!(b.equalized.load(Ordering::SeqCst), 1);
+    }
+
+    struct Directory(&'static str, LookupOutcome);
+
+    #[async_trait]
+    impl Authenticator for Directory {
+        fn name(&self) -> &str {
+            self.0
+        }
+        async fn authenticate(&self, _: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
+            Ok(AuthnOutcome::NotApplicable)
+        }
+        async fn lookup_account(&self, _: &str) -> Result<LookupOutcome, BackendError> {
+            Ok(self.1.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn lookup_follows_the_chain_order_and_names_who_cannot_look_up() {
+        let bob = LookupOutcome::Found(Identity::new("bob"));
+        let chain = AuthenticatorChain::new()
+            .with(Directory("a", LookupOutcome::NotFound))
+            .with(Directory("b", LookupOutcome::Unsupported))
+            .with(Directory("c", bob.clone()));
+        assert_eq!(
+            chain.lookup_with_source("bob").await.unwrap(),
+            (bob, Some("c"))
+        );
+        let chain = AuthenticatorChain::new()
+            .with(Directory("a", LookupOutcome::NotFound))
+            .with(Arc::new(Directory("b", LookupOutcome::Unsupported)));
+        assert_eq!(
+            chain.lookup_with_source("x").await.unwrap(),
+            (LookupOutcome::Unsupported, Some("b"))
+        );
+        let chain = AuthenticatorChain::new().with(Directory("a", LookupOutcome::NotFound));
+        assert_eq!(
+            chain.lookup_account("x").await.unwrap(),
+            LookupOutcome::NotFound
+        );
+        let boxed: Box<dyn Authenticator> = Box::new(Fixed::new("f", Ok(AuthnOutcome::Rejected)));
+        assert_eq!(
+            boxed.lookup_account("x").await.unwrap(),
+            LookupOutcome::Unsupported,
+            "the default"
+        );
     }
 
     #[tokio::test]

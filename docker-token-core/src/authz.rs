@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -40,6 +41,9 @@ pub struct Grant {
     pub actions: Vec<String>,
     /// The rule that decided, when the authorizer has rules.
     pub rule: Option<RuleRef>,
+    /// A lifetime for tokens that grant something by this decision (an ACL rule's
+    /// `expiration`); `None`: the decision sets none.
+    pub expiration: Option<Duration>,
 }
 
 impl Grant {
@@ -51,7 +55,15 @@ impl Grant {
         Self {
             actions,
             rule: None,
+            expiration: None,
         }
+    }
+
+    /// Sets the token lifetime this grant asks for, builder style.
+    #[must_use]
+    pub fn with_expiration(mut self, expiration: Duration) -> Self {
+        self.expiration = Some(expiration);
+        self
     }
 
     /// An explicit deny (no actions).
@@ -158,6 +170,8 @@ pub struct Decision {
     pub authorizer: Option<String>,
     /// The deciding rule, when the authorizer reports one.
     pub rule: Option<RuleRef>,
+    /// The token lifetime the decision sets, if any.
+    pub expiration: Option<Duration>,
 }
 
 /// Authorizers asked in the configured order: `NotApplicable` asks the next one; the first
@@ -208,6 +222,7 @@ impl AuthorizerChain {
                     granted: g.actions,
                     authorizer: Some(m.name().to_owned()),
                     rule: g.rule,
+                    expiration: g.expiration,
                 });
             }
         }
@@ -215,6 +230,7 @@ impl AuthorizerChain {
             granted: Vec::new(),
             authorizer: None,
             rule: None,
+            expiration: None,
         })
     }
 }

@@ -34,7 +34,7 @@ use aws_lc_rs::hmac;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::authn::{Authenticator, AuthnOutcome, LoginAttempt};
+use crate::authn::{Authenticator, AuthnOutcome, LoginAttempt, LookupOutcome};
 use crate::error::{BackendError, ConfigError};
 use crate::identity::Identity;
 
@@ -302,6 +302,11 @@ impl<A: Authenticator> Authenticator for CachedAuthenticator<A> {
 
     async fn ready(&self) -> Result<(), BackendError> {
         self.inner.ready().await
+    }
+
+    /// Never cached: the refresh grant must see the backend's current answer.
+    async fn lookup_account(&self, account: &str) -> Result<LookupOutcome, BackendError> {
+        self.inner.lookup_account(account).await
     }
 }
 

@@ -2,10 +2,11 @@
 //! server's business; these only need `serde`. Unknown keys are rejected everywhere
 //! (docker_auth silently ignored them, which turned typos into match-all ACL rules).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::error::{ConfigError, Error};
 use crate::keys::{Algorithm, KeyError, KeySet, KidStyle, SigningKey, VerifyingKey};
@@ -55,6 +56,153 @@ pub struct TokenConfig {
     /// lifetime. At most a third of `expiration`.
     #[serde(default)]
     pub reuse_window: u64,
+    /// Our addition: token lifetimes per granted action, e.g. `{push: 3600}` (seconds, or a
+    /// number with a unit: `1h`). A token lives as long as the shortest lifetime set for
+    /// what it grants (these and the ACL rules' `expiration`), or `expiration` when nothing
+    /// it grants sets one.
+    #[serde(default, deserialize_with = "deserialize_duration_map")]
+    pub expiration_by_action: BTreeMap<String, Duration>,
+    /// Our addition: refresh tokens (`offline_token=true`, `access_type=offline`). Absent:
+    /// none are issued and the refresh grant is answered 400.
+    #[serde(default)]
+    pub refresh: Option<RefreshConfig>,
+}
+
+/// `token.refresh:` — refresh-token lifetimes, rotation and where they are kept.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// A refresh token unused for this long expires (default `7d`).
+    #[serde(
+        default = "default_refresh_idle",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub idle: Duration,
+    /// A refresh token expires this long after it was issued (default `90d`).
+    #[serde(
+        default = "default_refresh_absolute",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub absolute: Duration,
+    /// Replace the refresh token at every use (default `false`: the docker CLI keeps the
+    /// first one it got, so rotation breaks it).
+    #[serde(default)]
+    pub rotate: bool,
+    /// Refuse a token to another `client_id` than the one it was issued to (default `true`).
+    #[serde(default = "default_true")]
+    pub bind_client_id: bool,
+    /// An embedded database file for the tokens (the server's business); absent: process
+    /// memory, lost on restart.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_refresh_idle() -> Duration {
+    crate::refresh::RefreshPolicy::default().idle
+}
+
+fn default_refresh_absolute() -> Duration {
+    crate::refresh::RefreshPolicy::default().absolute
+}
+
+impl RefreshConfig {
+    /// The policy these settings describe.
+    #[must_use]
+    pub fn policy(&self) -> crate::refresh::RefreshPolicy {
+        crate::refresh::RefreshPolicy::new(self.idle, self.absolute)
+            .with_rotation(self.rotate)
+            .with_client_binding(self.bind_client_id)
+    }
+
+    /// Checks the lifetimes: both at least a minute, idle not longer than absolute.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let at = |e: ConfigError| e.at("refresh").at("token");
+        for (name, d) in [("idle", self.idle), ("absolute", self.absolute)] {
+            if d < Duration::from_secs(60) {
+                return Err(at(ConfigError::new("must be at least 60 s").at(name)));
+            }
+        }
+        if self.idle > self.absolute {
+            return Err(at(ConfigError::new(
+                "idle must not be longer than absolute",
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a duration: whole seconds (`300`), or a whole number with a unit `ms`, `s`, `m`,
+/// `h` or `d` (`"1500ms"`, `"30s"`, `"15m"`, `"1h"`, `"7d"`).
+///
+/// ```
+/// use std::time::Duration;
+/// use docker_token_core::config::parse_duration;
+/// assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
+/// assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+/// assert_eq!(parse_duration("1.5h"), None);
+/// ```
+#[must_use]
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let secs = |factor: u64| n.checked_mul(factor).map(Duration::from_secs);
+    match unit.trim() {
+        "" | "s" => Some(Duration::from_secs(n)),
+        "ms" => Some(Duration::from_millis(n)),
+        "m" => secs(60),
+        "h" => secs(3600),
+        "d" => secs(86_400),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+impl RawDuration {
+    fn into_duration<E: serde::de::Error>(self) -> Result<Duration, E> {
+        match self {
+            Self::Seconds(s) => Ok(Duration::from_secs(s)),
+            Self::Text(t) => parse_duration(&t).ok_or_else(|| {
+                E::custom(format!(
+                    "invalid duration {t:?} (use seconds, or a whole number with ms, s, m, h or d)"
+                ))
+            }),
+        }
+    }
+}
+
+/// Serde helper for [`parse_duration`]'s forms (`deserialize_with`).
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    RawDuration::deserialize(d)?.into_duration()
+}
+
+/// Serde helper for an optional duration (`deserialize_with`, with `default`).
+pub fn deserialize_optional_duration<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
+    Option::<RawDuration>::deserialize(d)?
+        .map(RawDuration::into_duration)
+        .transpose()
+}
+
+fn deserialize_duration_map<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Duration>, D::Error> {
+    BTreeMap::<String, RawDuration>::deserialize(d)?
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.into_duration()?)))
+        .collect()
 }
 
 fn default_jwks_max_age() -> u64 {
@@ -91,6 +239,17 @@ impl TokenConfig {
                 .at("token"));
         }
         self.kid_style()?;
+        for (action, lifetime) in &self.expiration_by_action {
+            if lifetime.as_secs() == 0 {
+                return Err(ConfigError::new("must be at least 1 s")
+                    .at(action.as_str())
+                    .at("expiration_by_action")
+                    .at("token"));
+            }
+        }
+        if let Some(r) = &self.refresh {
+            r.validate()?;
+        }
         if self.reuse_window > self.expiration / 3 {
             return Err(ConfigError::new(format!(
                 "must be at most a third of token.expiration ({} s): a reused token must keep most of its lifetime",
@@ -208,5 +367,51 @@ mod tests {
         let c = parse(r#"{"issuer":"x","expiration":300,"reuse_window":100}"#).unwrap();
         c.validate().unwrap();
         assert_eq!(c.reuse_window(), Duration::from_secs(100));
+    }
+
+    #[test]
+    fn per_action_lifetimes_and_refresh_settings() {
+        let c = parse(
+            r#"{"issuer":"x","expiration":300,"expiration_by_action":{"push":3600,"delete":"2m"},
+                "refresh":{"idle":"7d","absolute":"90d"}}"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.expiration_by_action["push"], Duration::from_secs(3600));
+        assert_eq!(c.expiration_by_action["delete"], Duration::from_secs(120));
+        let r = c.refresh.as_ref().unwrap();
+        assert_eq!(r.policy().idle, Duration::from_secs(7 * 86_400));
+        assert!(!r.policy().rotate && r.path.is_none());
+        let defaults = parse(r#"{"issuer":"x","expiration":300,"refresh":{}}"#).unwrap();
+        assert_eq!(
+            defaults.refresh.unwrap().policy(),
+            crate::refresh::RefreshPolicy::default()
+        );
+        for (json, want) in [
+            (
+                r#"{"issuer":"x","expiration":300,"expiration_by_action":{"push":0}}"#,
+                "token.expiration_by_action.push: must be at least 1 s",
+            ),
+            (
+                r#"{"issuer":"x","expiration":300,"refresh":{"idle":"30d","absolute":"7d"}}"#,
+                "token.refresh: idle must not be longer than absolute",
+            ),
+            (
+                r#"{"issuer":"x","expiration":300,"refresh":{"idle":"10s"}}"#,
+                "token.refresh.idle: must be at least 60 s",
+            ),
+        ] {
+            assert_eq!(
+                parse(json).unwrap().validate().unwrap_err().to_string(),
+                want
+            );
+        }
+        for bad in [
+            r#"{"issuer":"x","expiration":300,"refresh":{"idle":"7 weeks"}}"#,
+            r#"{"issuer":"x","expiration":300,"refresh":{"rotation":true}}"#,
+            r#"{"issuer":"x","expiration":300,"expiration_by_action":{"push":"-1"}}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 }

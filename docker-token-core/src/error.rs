@@ -44,6 +44,11 @@ pub enum Error {
         /// When the client may try again.
         retry_after: std::time::Duration,
     },
+    /// A refresh token that cannot be used: unknown, expired, revoked, malformed, issued for
+    /// another service or client, or its user is gone (401, OAuth2's `invalid_grant`). The
+    /// text says which, without repeating the token.
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(&'static str),
     /// A backend failed: unavailable (503) or misconfigured/broken (500).
     #[error(transparent)]
     Backend(#[from] BackendError),
@@ -64,7 +69,7 @@ impl Error {
             | Self::InvalidRequest(_)
             | Self::AccountMismatch
             | Self::UnsupportedGrantType(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized | Self::InvalidGrant(_) => StatusCode::UNAUTHORIZED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Backend(e) if e.kind() == BackendErrorKind::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -81,7 +86,7 @@ impl Error {
                 "INVALID_REQUEST"
             }
             Self::UnsupportedGrantType(_) => "UNSUPPORTED",
-            Self::Unauthorized => "UNAUTHORIZED",
+            Self::Unauthorized | Self::InvalidGrant(_) => "UNAUTHORIZED",
             Self::RateLimited { .. } => "TOOMANYREQUESTS",
             Self::Backend(e) if e.kind() == BackendErrorKind::Unavailable => "UNAVAILABLE",
             Self::Backend(_) | Self::Config(_) | Self::Key(_) => "UNKNOWN",
@@ -100,7 +105,9 @@ impl Error {
     }
 
     /// The full response: status, headers (`WWW-Authenticate: Basic realm="…"` on 401) and a
-    /// docker-style JSON body `{"errors":[{"code":…,"message":…}]}`.
+    /// docker-style JSON body `{"errors":[{"code":…,"message":…}]}`. A refused refresh token
+    /// also carries OAuth2's fields (RFC 6749 §5.2), which docker's and containerd's parsers
+    /// ignore: `{"errors":[…],"error":"invalid_grant","error_description":…}`.
     #[must_use]
     pub fn to_http(&self, realm: &str) -> (StatusCode, HeaderMap, Vec<u8>) {
         let status = self.status();
@@ -121,9 +128,17 @@ impl Error {
                 headers.insert(header::WWW_AUTHENTICATE, v);
             }
         }
-        let body = serde_json::json!({
-            "errors": [{ "code": self.code(), "message": self.public_message() }]
-        });
+        let message = self.public_message();
+        let body = match self {
+            Self::InvalidGrant(_) => serde_json::json!({
+                "errors": [{ "code": self.code(), "message": message }],
+                "error": "invalid_grant",
+                "error_description": message,
+            }),
+            _ => serde_json::json!({
+                "errors": [{ "code": self.code(), "message": message }]
+            }),
+        };
         (status, headers, body.to_string().into_bytes())
     }
 }
@@ -374,6 +389,21 @@ mod tests {
             v["errors"][0]["message"],
             "too many failed login attempts; retry after 6 s"
         );
+    }
+
+    #[test]
+    fn invalid_grant_is_401_with_the_oauth2_error_field() {
+        let (status, headers, body) =
+            Error::InvalidGrant("the refresh token is unknown, expired or revoked").to_http("r");
+        assert_eq!(status, 401);
+        assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errors"][0]["code"], "UNAUTHORIZED");
+        assert_eq!(
+            v["errors"][0]["message"],
+            "invalid_grant: the refresh token is unknown, expired or revoked"
+        );
+        assert_eq!(v["error"], "invalid_grant");
     }
 
     #[test]

@@ -21,6 +21,7 @@ mod identity;
 pub mod keys;
 pub mod metrics;
 pub mod rate_limit;
+pub mod refresh;
 pub mod request;
 mod reuse;
 pub mod scope;
@@ -30,7 +31,7 @@ pub mod static_users;
 pub mod token;
 pub mod verify;
 
-pub use authn::{Authenticator, AuthenticatorChain, AuthnOutcome, LoginAttempt};
+pub use authn::{Authenticator, AuthenticatorChain, AuthnOutcome, LoginAttempt, LookupOutcome};
 pub use authz::{
     Authorizer, AuthorizerChain, AuthzOutcome, AuthzRequest, Decision, Grant, RuleRef,
 };

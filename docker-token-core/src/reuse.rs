@@ -37,13 +37,21 @@ impl std::fmt::Debug for ReuseWindow {
     }
 }
 
-/// The grant a token stands for: account, audience and the granted access, in order.
-pub(crate) fn grant_key(account: &str, audience: &str, access: &[AccessEntry]) -> String {
+/// The grant a token stands for: account, audience, lifetime and the granted access, in
+/// order.
+pub(crate) fn grant_key(
+    account: &str,
+    audience: &str,
+    lifetime: Duration,
+    access: &[AccessEntry],
+) -> String {
     let mut key = String::with_capacity(64 + account.len() + audience.len());
     for part in [account, audience] {
         key.push_str(part);
         key.push('\0');
     }
+    key.push_str(&lifetime.as_secs().to_string());
+    key.push('\0');
     for a in access {
         key.push_str(&a.resource_type);
         key.push('\0');

@@ -1,19 +1,24 @@
 //! [`TokenService`]: request → authentication chain → authorization per scope → token.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 
-use crate::authn::{AuthenticatorChain, AuthnOutcome};
+use crate::authn::{AuthenticatorChain, AuthnOutcome, LookupOutcome};
 use crate::authz::{AuthorizerChain, AuthzRequest, RuleRef};
 use crate::error::{BackendError, Error};
 use crate::identity::Identity;
 use crate::rate_limit::FailedLoginLimiter;
+use crate::refresh::{
+    MAX_REFRESH_TOKEN_LEN, RefreshRecord, RefreshTokens, new_refresh_token, refresh_token_id,
+};
 use crate::request::{GrantType, TokenRequest};
 use crate::reuse::{ReuseWindow, grant_key};
 use crate::scope::Scope;
+use crate::secret::Password;
 use crate::token::{AccessEntry, IssuedToken, TokenIssuer, TokenResponse};
 
 /// The orchestrator of one token request. Cheap to clone (an `Arc` inside).
@@ -50,6 +55,8 @@ struct Inner {
     realm: String,
     reuse: Option<ReuseWindow>,
     limiter: Option<FailedLoginLimiter>,
+    by_action: BTreeMap<String, Duration>,
+    refresh: Option<RefreshTokens>,
 }
 
 /// Builds a [`TokenService`].
@@ -61,6 +68,8 @@ pub struct TokenServiceBuilder {
     realm: Option<String>,
     reuse_window: Option<Duration>,
     limiter: Option<FailedLoginLimiter>,
+    by_action: BTreeMap<String, Duration>,
+    refresh: Option<RefreshTokens>,
 }
 
 impl TokenServiceBuilder {
@@ -107,6 +116,25 @@ impl TokenServiceBuilder {
         self
     }
 
+    /// Token lifetimes per granted action (e.g. `push` → 1 h). A token lives as long as the
+    /// shortest lifetime set for what it grants — these, and the deciding ACL rules'
+    /// `expiration` ([`Grant::expiration`](crate::Grant::expiration)) — or the issuer's
+    /// expiration when nothing it grants sets one. Denied scopes set nothing.
+    #[must_use]
+    pub fn expiration_by_action(mut self, lifetimes: BTreeMap<String, Duration>) -> Self {
+        self.by_action = lifetimes;
+        self
+    }
+
+    /// Hands out refresh tokens (on `offline_token=true` / `access_type=offline`) and
+    /// accepts the `refresh_token` grant. Without this, no refresh token is issued and the
+    /// grant is answered 400 (`UNSUPPORTED`).
+    #[must_use]
+    pub fn refresh_tokens(mut self, refresh: RefreshTokens) -> Self {
+        self.refresh = Some(refresh);
+        self
+    }
+
     /// Finishes the service.
     #[must_use]
     pub fn build(self) -> TokenService {
@@ -121,6 +149,8 @@ impl TokenServiceBuilder {
                 realm,
                 reuse: self.reuse_window.map(ReuseWindow::new),
                 limiter: self.limiter,
+                by_action: self.by_action,
+                refresh: self.refresh,
             }),
         }
     }
@@ -139,6 +169,8 @@ pub struct Issued {
     pub access: Vec<AccessEntry>,
     /// The token's `jti`.
     pub jti: String,
+    /// The id of the refresh token issued with it or used for it, if any.
+    pub refresh_id: Option<String>,
 }
 
 /// How one scope was decided (the `explain` view).
@@ -152,6 +184,8 @@ pub struct ScopeDecision {
     pub authorizer: Option<String>,
     /// The rule that decided, when the authorizer has rules.
     pub rule: Option<RuleRef>,
+    /// The token lifetime the decision sets (an ACL rule's `expiration`), if any.
+    pub expiration: Option<Duration>,
 }
 
 impl TokenService {
@@ -165,6 +199,8 @@ impl TokenService {
             realm: None,
             reuse_window: None,
             limiter: None,
+            by_action: BTreeMap::new(),
+            refresh: None,
         }
     }
 
@@ -192,10 +228,17 @@ impl TokenService {
         &self.inner.realm
     }
 
-    /// Answers a token request: authenticate, authorize every scope, mint.
+    /// The refresh-token store and policy, when refresh tokens are on.
+    #[must_use]
+    pub fn refresh_tokens(&self) -> Option<&RefreshTokens> {
+        self.inner.refresh.as_ref()
+    }
+
+    /// Answers a token request: authenticate (or, for the refresh grant, check the refresh
+    /// token and look the user up again), authorize every scope, mint.
     pub async fn issue(&self, request: &TokenRequest) -> Result<Issued, Error> {
-        if let GrantType::RefreshToken { .. } = request.grant {
-            return Err(Error::UnsupportedGrantType("refresh_token".to_owned()));
+        if let GrantType::RefreshToken { refresh_token } = &request.grant {
+            return self.refresh(request, refresh_token).await;
         }
         let login = request.login();
         // anonymous attempts guess nothing: they are neither limited nor counted
@@ -248,6 +291,37 @@ impl TokenService {
                 return Err(Error::Unauthorized);
             }
         };
+        let refresh = match &self.inner.refresh {
+            Some(r) if request.offline_token && !identity.is_anonymous() => {
+                let by = authenticator.as_deref().unwrap_or_default();
+                Some(self.new_refresh(r, &identity.account, request, by).await?)
+            }
+            _ => None,
+        };
+        let mut issued = self
+            .grant(
+                identity,
+                authenticator,
+                request,
+                refresh.as_ref().map(|(_, id)| id.as_str()),
+            )
+            .await?;
+        if let Some((token, id)) = refresh {
+            issued.response = issued.response.with_refresh_token(token.expose());
+            issued.refresh_id = Some(id);
+        }
+        Ok(issued)
+    }
+
+    /// Authorizes the request's scopes for an authenticated identity, mints, and writes the
+    /// audit event.
+    async fn grant(
+        &self,
+        identity: Identity,
+        authenticator: Option<String>,
+        request: &TokenRequest,
+        refresh_id: Option<&str>,
+    ) -> Result<Issued, Error> {
         let decisions = self
             .decide(
                 &identity,
@@ -256,11 +330,12 @@ impl TokenService {
                 &request.scopes,
             )
             .await?;
+        let lifetime = self.lifetime(&decisions);
         let access: Vec<AccessEntry> = decisions
             .iter()
             .map(|d| AccessEntry::new(d.scope.resource_type(), d.scope.name(), d.granted.clone()))
             .collect();
-        let (issued, reused) = self.mint(&identity.account, &request.service, &access)?;
+        let (issued, reused) = self.mint(&identity.account, &request.service, &access, lifetime)?;
         let jti = issued.jti.clone();
         tracing::info!(
             target: "docker_token::audit",
@@ -268,9 +343,12 @@ impl TokenService {
             authenticator = authenticator.as_deref().unwrap_or(""),
             service = %request.service,
             client_ip = %OptIp(request.client_ip),
+            grant = grant_name(&request.grant),
             requested = %DisplayScopes(&request.scopes),
             granted = %DisplayAccess(&access),
+            expires_in = issued.expires_in,
             jti = %jti,
+            refresh_id = refresh_id.unwrap_or(""),
             reused,
             "token issued"
         );
@@ -280,7 +358,180 @@ impl TokenService {
             authenticator,
             access,
             jti,
+            refresh_id: refresh_id.map(str::to_owned),
         })
+    }
+
+    /// The token lifetime for these decisions: the shortest one set by a granting decision
+    /// (its rule's `expiration`) or by a granted action (`expiration_by_action`); the
+    /// issuer's expiration when none is set.
+    fn lifetime(&self, decisions: &[ScopeDecision]) -> Duration {
+        decisions
+            .iter()
+            .filter(|d| !d.granted.is_empty())
+            .flat_map(|d| {
+                let by_action = d
+                    .granted
+                    .iter()
+                    .filter_map(|a| self.inner.by_action.get(a).copied());
+                d.expiration.into_iter().chain(by_action)
+            })
+            .min()
+            .unwrap_or_else(|| self.inner.issuer.expiration())
+    }
+
+    /// Issues and stores a new refresh token; returns it and its id.
+    async fn new_refresh(
+        &self,
+        refresh: &RefreshTokens,
+        account: &str,
+        request: &TokenRequest,
+        authenticator: &str,
+    ) -> Result<(Password, String), Error> {
+        let token = new_refresh_token()?;
+        let id = refresh_token_id(token.expose());
+        let record = RefreshRecord::new(
+            id.clone(),
+            account,
+            request.service.clone(),
+            request.client_id.clone().unwrap_or_default(),
+            authenticator,
+            &refresh.policy,
+            SystemTime::now(),
+        );
+        refresh
+            .store
+            .insert(record)
+            .await
+            .inspect_err(store_failed)?;
+        Ok((token, id))
+    }
+
+    /// The `refresh_token` grant: the token must be known, unexpired, for this service and
+    /// client; the user is looked up again (current labels) with the backend that accepted
+    /// the password; then the scopes are authorized against the current ACL.
+    async fn refresh(&self, request: &TokenRequest, token: &Password) -> Result<Issued, Error> {
+        let Some(refresh) = &self.inner.refresh else {
+            return Err(Error::UnsupportedGrantType("refresh_token".to_owned()));
+        };
+        let refused = |id: &str, reason: &'static str| {
+            tracing::warn!(
+                refresh_id = id,
+                service = %request.service,
+                client_id = ?request.client_id,
+                client_ip = %OptIp(request.client_ip),
+                reason,
+                "refresh grant refused"
+            );
+            Error::InvalidGrant(reason)
+        };
+        let text = token.expose();
+        if text.len() > MAX_REFRESH_TOKEN_LEN || !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(refused("", "the refresh token is malformed"));
+        }
+        let id = refresh_token_id(text);
+        let Some(record) = refresh.store.get(&id).await.inspect_err(store_failed)? else {
+            return Err(refused(
+                &id,
+                "the refresh token is unknown, expired or revoked",
+            ));
+        };
+        if record.service != request.service {
+            return Err(refused(
+                &id,
+                "the refresh token was issued for another service",
+            ));
+        }
+        if refresh.policy.bind_client_id
+            && record.client_id != request.client_id.as_deref().unwrap_or_default()
+        {
+            return Err(refused(
+                &id,
+                "the refresh token was issued to another client",
+            ));
+        }
+        if request
+            .credentials
+            .username()
+            .is_some_and(|u| !u.is_empty() && u != record.account)
+        {
+            return Err(refused(&id, "the refresh token belongs to another account"));
+        }
+        let (outcome, by) = self
+            .inner
+            .authn
+            .lookup_with_source(&record.account)
+            .await
+            .inspect_err(|e| {
+                tracing::error!(backend = e.backend(), error = %crate::display_chain(e), "account lookup failed");
+            })?;
+        let identity = match outcome {
+            LookupOutcome::Found(identity) if by == Some(record.authenticator.as_str()) => identity,
+            LookupOutcome::Found(_) => {
+                return Err(refused(
+                    &id,
+                    "the account is now served by another backend: log in again",
+                ));
+            }
+            LookupOutcome::Unsupported if by == Some(record.authenticator.as_str()) => {
+                return Err(refused(
+                    &id,
+                    "the account's backend cannot re-check users without a password: log in again",
+                ));
+            }
+            // the backend that accepted the login does not know the user any more (another
+            // member that cannot look users up is not asked to vouch for it)
+            LookupOutcome::NotFound | LookupOutcome::Unsupported => {
+                let _ = refresh.store.delete(&id).await;
+                return Err(refused(&id, "the account no longer exists"));
+            }
+        };
+        let now = SystemTime::now();
+        let used = record.used_at(now, &refresh.policy);
+        let rotated = if refresh.policy.rotate {
+            // deleting is the claim: of two concurrent uses, one wins
+            if !refresh.store.delete(&id).await.inspect_err(store_failed)? {
+                return Err(refused(
+                    &id,
+                    "the refresh token is unknown, expired or revoked",
+                ));
+            }
+            let token = new_refresh_token()?;
+            let new_id = refresh_token_id(token.expose());
+            let record = RefreshRecord {
+                id: new_id.clone(),
+                ..used
+            };
+            refresh
+                .store
+                .insert(record)
+                .await
+                .inspect_err(store_failed)?;
+            Some((token, new_id))
+        } else {
+            if !refresh.store.update(used).await.inspect_err(store_failed)? {
+                return Err(refused(
+                    &id,
+                    "the refresh token is unknown, expired or revoked",
+                ));
+            }
+            None
+        };
+        let used_id = rotated
+            .as_ref()
+            .map_or(id.as_str(), |(_, new_id)| new_id.as_str());
+        let mut issued = self
+            .grant(
+                identity,
+                Some(record.authenticator.clone()),
+                request,
+                Some(used_id),
+            )
+            .await?;
+        if let Some((token, _)) = rotated {
+            issued.response = issued.response.with_refresh_token(token.expose());
+        }
+        Ok(issued)
     }
 
     /// Signs a token, or hands out the one issued for the same grant a moment ago when the
@@ -290,17 +541,20 @@ impl TokenService {
         account: &str,
         audience: &str,
         access: &[AccessEntry],
+        lifetime: Duration,
     ) -> Result<(IssuedToken, bool), Error> {
+        let issuer = &self.inner.issuer;
         let Some(reuse) = &self.inner.reuse else {
-            return Ok((self.inner.issuer.issue(account, audience, access)?, false));
+            let token = issuer.issue_with_lifetime(account, audience, access, lifetime)?;
+            return Ok((token, false));
         };
-        let key = grant_key(account, audience, access);
+        let key = grant_key(account, audience, lifetime, access);
         if let Some(token) = reuse.get(&key) {
             crate::metrics::reuse(true);
             return Ok((token, true));
         }
         crate::metrics::reuse(false);
-        let token = self.inner.issuer.issue(account, audience, access)?;
+        let token = issuer.issue_with_lifetime(account, audience, access, lifetime)?;
         reuse.put(key, &token);
         Ok((token, false))
     }
@@ -348,6 +602,7 @@ impl TokenService {
                 granted: d.granted,
                 authorizer: d.authorizer,
                 rule: d.rule,
+                expiration: d.expiration,
             });
         }
         Ok(out)
@@ -372,6 +627,21 @@ impl TokenService {
         error.to_http(&self.inner.realm)
     }
 }
+
+fn store_failed(e: &BackendError) {
+    tracing::error!(backend = e.backend(), error = %crate::display_chain(e), "refresh-token store failed");
+}
+
+fn grant_name(grant: &GrantType) -> &'static str {
+    match grant {
+        GrantType::Get => "get",
+        GrantType::Password => "password",
+        GrantType::RefreshToken { .. } => "refresh_token",
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests;
 
 struct OptIp(Option<IpAddr>);
 
@@ -512,7 +782,7 @@ mod tests {
         assert!(issued.access.is_empty());
         assert!(
             issued.response.refresh_token.is_none(),
-            "no refresh tokens until they are implemented"
+            "refresh tokens are off unless configured"
         );
     }
 
@@ -551,7 +821,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refresh_grant_is_unsupported_for_now() {
+    async fn refresh_grant_without_refresh_tokens_is_unsupported() {
         let req = TokenRequest::from_form(
             b"grant_type=refresh_token&refresh_token=abc&service=reg&client_id=x",
             None,

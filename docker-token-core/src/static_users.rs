@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use crate::authn::{Authenticator, AuthnOutcome, LoginAttempt};
+use crate::authn::{Authenticator, AuthnOutcome, LoginAttempt, LookupOutcome};
 use crate::error::{BackendError, ConfigError};
 use crate::identity::{Identity, Labels};
 
@@ -297,6 +297,17 @@ impl Authenticator for StaticUsers {
             return;
         }
         let _ = self.verify(&login.password, &self.dummy_hash).await;
+    }
+
+    /// A user with a password is found with its configured labels; the anonymous entry and
+    /// unknown names are not found.
+    async fn lookup_account(&self, account: &str) -> Result<LookupOutcome, BackendError> {
+        Ok(match self.users.get(account) {
+            Some(user) if user.hash.is_some() => {
+                LookupOutcome::Found(Identity::new(account).with_labels(user.labels.clone()))
+            }
+            _ => LookupOutcome::NotFound,
+        })
     }
 }
 

@@ -79,7 +79,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use docker_token_core::{
     Authenticator, AuthnOutcome, BackendError, CacheConfig, CachedAuthenticator, ConfigError,
-    Identity, LoginAttempt, Password,
+    Identity, LoginAttempt, LookupOutcome, Password,
 };
 use ldap3::Scope;
 
@@ -184,6 +184,11 @@ impl Authenticator for LdapAuthenticator {
 
     async fn ready(&self) -> Result<(), BackendError> {
         self.core.ready().await
+    }
+
+    /// Never cached: a search with the service connection every time.
+    async fn lookup_account(&self, account: &str) -> Result<LookupOutcome, BackendError> {
+        self.core.lookup_account(account).await
     }
 }
 
@@ -493,17 +498,36 @@ impl LdapCore {
             tracing::info!(account = %account, dn = %dn, "LDAP: wrong password");
             return Ok(AuthnOutcome::Rejected);
         }
-        let mut labels = self.mapper.labels(&attrs);
+        Ok(AuthnOutcome::Authenticated(
+            self.identity_of(&dn, &attrs, account).await?,
+        ))
+    }
+
+    /// The identity of a found entry: labels from its attributes and (with `group_search`)
+    /// its groups, read with the service connection; the directory's spelling of the account.
+    async fn identity_of(
+        &self,
+        dn: &str,
+        attrs: &labels::Attrs,
+        account: &str,
+    ) -> Result<Identity, BackendError> {
+        let mut labels = self.mapper.labels(attrs);
         if let Some(gs) = &self.group_search {
-            let filter = group_filter(gs, &dn, account);
-            let attrs = std::slice::from_ref(&gs.attribute);
-            let groups = search(&self.service, "group search", &gs.base, &filter, attrs, 0).await?;
+            let filter = group_filter(gs, dn, account);
+            let group_attrs = std::slice::from_ref(&gs.attribute);
+            let groups = search(
+                &self.service,
+                "group search",
+                &gs.base,
+                &filter,
+                group_attrs,
+                0,
+            )
+            .await?;
             add_groups(&mut labels, gs, &groups);
         }
-        let account = self.canonical_account(&attrs, account);
-        Ok(AuthnOutcome::Authenticated(
-            Identity::new(account).with_labels(labels),
-        ))
+        let account = self.canonical_account(attrs, account);
+        Ok(Identity::new(account).with_labels(labels))
     }
 
     /// The account name as the directory spells it. LDAP matches names case-insensitively
@@ -633,6 +657,23 @@ impl Authenticator for LdapCore {
                 base,
                 filter,
             } => self.direct_bind(template, base, filter, login).await,
+        }
+    }
+
+    /// Search+bind mode searches for the account with the service connection (current
+    /// labels and groups); direct-bind mode cannot look anyone up without a password.
+    async fn lookup_account(&self, account: &str) -> Result<LookupOutcome, BackendError> {
+        let Mode::SearchBind { base, filter } = &self.mode else {
+            return Ok(LookupOutcome::Unsupported);
+        };
+        if account.is_empty() {
+            return Ok(LookupOutcome::NotFound);
+        }
+        match self.find_user(base, filter, account).await? {
+            Some((dn, attrs)) => Ok(LookupOutcome::Found(
+                self.identity_of(&dn, &attrs, account).await?,
+            )),
+            None => Ok(LookupOutcome::NotFound),
         }
     }
 

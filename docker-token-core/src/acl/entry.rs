@@ -39,6 +39,7 @@ pub(crate) struct CompiledEntry {
     templated: bool,
     pub(crate) actions: Actions,
     pub(crate) comment: Option<String>,
+    pub(crate) expiration: Option<std::time::Duration>,
 }
 
 fn config_err(message: String, field: &str, index: usize) -> ConfigError {
@@ -55,7 +56,14 @@ impl CompiledEntry {
             match_: m,
             actions,
             comment,
+            expiration,
         } = entry;
+        if expiration.is_some_and(|e| e.as_secs() == 0) {
+            return Err(ConfigError::new("must be at least 1 s")
+                .at("expiration")
+                .at(format!("[{index}]"))
+                .at("acl"));
+        }
         let MatchConditions {
             account,
             resource_type,
@@ -140,6 +148,7 @@ impl CompiledEntry {
             templated,
             actions,
             comment,
+            expiration,
         })
     }
 

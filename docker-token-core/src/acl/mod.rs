@@ -44,6 +44,9 @@
 //!   placeholders stay literal (a warning is logged at load).
 //! * **`labels: {key: pattern}`**: the identity must have label `key` with at least one
 //!   value matching the pattern.
+//! * **`expiration`** (our addition, seconds or `1h`): tokens granting something by this
+//!   rule live at most this long (the shortest lifetime among what a token grants wins; the
+//!   token section's `expiration` applies when nothing sets one).
 //! * **`ip`**: an address (one host) or a CIDR (host bits ignored); IPv4-mapped IPv6 clients
 //!   match IPv4 rules; an unknown client address never matches an `ip` rule.
 //!
@@ -94,6 +97,14 @@ pub struct AclEntry {
     pub actions: Option<Vec<String>>,
     /// Free text, reported with decisions (audit logs, `explain`).
     pub comment: Option<String>,
+    /// Our addition: the lifetime of tokens this rule grants something in (seconds, or a
+    /// number with a unit: `1h`). A token lives as long as the shortest lifetime set for
+    /// what it grants; see [`TokenServiceBuilder::expiration_by_action`](crate::TokenServiceBuilder::expiration_by_action).
+    #[serde(
+        default,
+        deserialize_with = "crate::config::deserialize_optional_duration"
+    )]
+    pub expiration: Option<std::time::Duration>,
 }
 
 /// The `match` clause of an [`AclEntry`]. An absent field is no constraint.
@@ -218,6 +229,7 @@ impl Acl {
                 index,
                 comment: entry.comment.clone(),
             }),
+            expiration: entry.expiration,
         })
     }
 }

@@ -70,6 +70,7 @@ fn rule(m: MatchConditions, actions: &[&str]) -> AclEntry {
         match_: m,
         actions: Some(actions.iter().map(|a| (*a).to_owned()).collect()),
         comment: None,
+        expiration: None,
     }
 }
 
@@ -344,7 +345,8 @@ fn first_match_decides_and_reports_the_rule() {
             rule: Some(RuleRef {
                 index: 1,
                 comment: Some("banned".into())
-            })
+            }),
+            expiration: None,
         }
     );
     let g = eval(&acl, &r("bob")).unwrap();
@@ -484,4 +486,29 @@ fn timing() {
         let per = start.elapsed() / u32::try_from(iters).unwrap_or(1);
         println!("{n} rules (request matches the last rule): {per:?} per evaluate()");
     }
+}
+
+#[test]
+fn a_rule_may_set_the_token_lifetime() {
+    let acl = from_json(serde_json::json!([
+        {"match": {"account": "ci"}, "actions": ["pull", "push"], "expiration": 3600},
+        {"match": {"account": "bot"}, "actions": ["pull"], "expiration": "15m"},
+        {"match": {}, "actions": ["pull"]}
+    ]))
+    .unwrap();
+    let r = |who: &str| Req::new(who, "repository", "x", "").actions(&["pull", "push"]);
+    assert_eq!(
+        eval(&acl, &r("ci")).unwrap().expiration,
+        Some(std::time::Duration::from_secs(3600))
+    );
+    assert_eq!(
+        eval(&acl, &r("bot")).unwrap().expiration,
+        Some(std::time::Duration::from_secs(900))
+    );
+    assert_eq!(eval(&acl, &r("eve")).unwrap().expiration, None);
+    let zero = from_json(serde_json::json!([{"match": {}, "actions": [], "expiration": 0}]));
+    assert_eq!(zero.unwrap_err(), "acl[0].expiration: must be at least 1 s");
+    assert!(
+        from_json(serde_json::json!([{"match": {}, "actions": [], "expiration": "soon"}])).is_err()
+    );
 }

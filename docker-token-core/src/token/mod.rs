@@ -22,7 +22,7 @@ use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
-pub use response::TokenResponse;
+pub use response::{TokenResponse, rfc3339};
 
 use crate::keys::{KeyError, KeySet, KidStyle};
 use crate::scope::Scope;
@@ -171,11 +171,23 @@ impl TokenIssuer {
         audience: &str,
         access: &[AccessEntry],
     ) -> Result<IssuedToken, KeyError> {
+        self.issue_with_lifetime(subject, audience, access, self.expiration)
+    }
+
+    /// As [`issue`](Self::issue), with `exp - iat` = `lifetime` (whole seconds, at least one)
+    /// instead of the issuer's expiration: for per-rule and per-action lifetimes.
+    pub fn issue_with_lifetime(
+        &self,
+        subject: &str,
+        audience: &str,
+        access: &[AccessEntry],
+        lifetime: Duration,
+    ) -> Result<IssuedToken, KeyError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        let expires_in = self.expiration.as_secs();
+        let expires_in = lifetime.as_secs().max(1);
         let jti = new_jti()?;
         let claims = Claims {
             iss: &self.issuer,

@@ -61,7 +61,14 @@ impl fmt::Debug for TokenResponse {
 
 /// Formats a time as RFC 3339 UTC with whole seconds: `2026-11-22T03:56:56Z`. Times
 /// before 1970 print as the epoch, times after 9999 as `9999-12-31T23:59:59Z`.
-pub(crate) fn rfc3339(time: SystemTime) -> String {
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::from_secs(1_795_319_816);
+/// assert_eq!(docker_token_core::token::rfc3339(t), "2026-11-22T03:56:56Z");
+/// ```
+#[must_use]
+pub fn rfc3339(time: SystemTime) -> String {
     const MAX_SECS: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
     let secs = time
         .duration_since(UNIX_EPOCH)

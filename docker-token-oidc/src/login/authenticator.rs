@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use async_trait::async_trait;
 use docker_token_core::{
-    Authenticator, AuthnOutcome, BackendError, Identity, LoginAttempt, Password,
+    Authenticator, AuthnOutcome, BackendError, Identity, LoginAttempt, LookupOutcome, Password,
 };
 
 use super::Inner;
@@ -24,6 +24,10 @@ const NAME: &str = "oidc_auth";
 /// | the right password, after it: refreshed at the provider | `Authenticated` (fresh labels) |
 /// | … but no refresh token, or the provider refuses it      | `Rejected` (log: log in again) |
 /// | the store or the provider unavailable                   | `Err` (503) |
+///
+/// [`lookup_account`](Authenticator::lookup_account) (the refresh-token grant) finds a user
+/// while the stored docker password has not expired, re-validated with the provider's
+/// refresh token like a login once `revalidate_after` has passed.
 #[derive(Clone)]
 pub struct OidcLoginAuthenticator {
     inner: Arc<Inner>,
@@ -125,6 +129,25 @@ impl Authenticator for OidcLoginAuthenticator {
         }
         Ok(AuthnOutcome::Authenticated(
             Identity::new(login.account.clone()).with_labels(record.labels),
+        ))
+    }
+
+    async fn lookup_account(&self, account: &str) -> Result<LookupOutcome, BackendError> {
+        if account.is_empty() {
+            return Ok(LookupOutcome::NotFound);
+        }
+        let Some(record) = self.inner.store.get(account).await? else {
+            return Ok(LookupOutcome::NotFound);
+        };
+        let now = SystemTime::now();
+        if record.needs_revalidation_at(now) {
+            return Ok(match self.revalidate(account, record, now).await? {
+                AuthnOutcome::Authenticated(identity) => LookupOutcome::Found(identity),
+                _ => LookupOutcome::NotFound,
+            });
+        }
+        Ok(LookupOutcome::Found(
+            Identity::new(account).with_labels(record.labels),
         ))
     }
 

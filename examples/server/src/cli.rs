@@ -9,8 +9,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use docker_token_core::keys::{Algorithm, SigningKey};
 use docker_token_core::scope::parse_scopes;
+use docker_token_core::token::rfc3339;
 use docker_token_core::{Identity, display_chain};
 
+use crate::admin::{self, Request};
 use crate::config::FileConfig;
 use crate::serve;
 
@@ -39,6 +41,12 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         cost: u32,
     },
+    /// List or revoke refresh tokens (`token.refresh`). Through `server.admin_socket` while
+    /// the server runs; otherwise the store file is opened directly.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Generate a signing key and a self-signed certificate (and print how to rotate to it).
     GenKey {
         /// Directory to write `<name>.key` and `<name>.crt` into (must not contain them yet).
@@ -58,6 +66,35 @@ enum Command {
         /// The certificate's common name.
         #[arg(long, default_value = "docker-token")]
         common_name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// List the live refresh tokens: ids (hashes, never the tokens), accounts, clients, times.
+    List {
+        /// docker_auth-format YAML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this account's tokens.
+        #[arg(long)]
+        account: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke every refresh token of an account, or one by id. Access tokens already handed
+    /// out stay valid until they expire (minutes).
+    Revoke {
+        /// docker_auth-format YAML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Every token of this account.
+        #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+        account: Option<String>,
+        /// The token with this id (from `tokens list`).
+        #[arg(long)]
+        id: Option<String>,
     },
 }
 
@@ -114,6 +151,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Explain(args) => explain(&args),
         Command::HashPassword { cost } => hash_password(cost),
+        Command::Tokens { command } => tokens(command),
         Command::GenKey {
             out_dir,
             name,
@@ -221,6 +259,90 @@ fn explain(args: &ExplainArgs) -> ExitCode {
                 d.granted.join(",")
             };
             let _ = writeln!(out, "{}: granted {granted} by {rule}", d.scope);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn tokens(command: TokensCommand) -> ExitCode {
+    let (config, request, json) = match command {
+        TokensCommand::List {
+            config,
+            account,
+            json,
+        } => (config, Request::ListTokens { account }, json),
+        TokensCommand::Revoke {
+            config,
+            account,
+            id,
+        } => (config, Request::RevokeTokens { account, id }, false),
+    };
+    let file = match FileConfig::read(&config) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let response = runtime.block_on(async {
+        match &file.server.admin_socket {
+            Some(socket) => admin::send(socket, &request).await,
+            None => {
+                let store = admin::open_store(&file)?;
+                Ok(admin::execute(Some(store.as_ref()), request).await)
+            }
+        }
+    });
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(e) = response.error {
+        eprintln!("{e}");
+        return ExitCode::from(1);
+    }
+    let mut out = std::io::stdout().lock();
+    if let Some(n) = response.revoked {
+        let _ = writeln!(out, "revoked {n} refresh token(s)");
+    }
+    if let Some(tokens) = response.tokens {
+        if json {
+            let _ = writeln!(out, "{}", serde_json::json!({ "tokens": tokens }));
+        } else {
+            let _ = writeln!(
+                out,
+                "{:<22}  {:<20}  {:<16}  {:<16}  {:<20}  {:<20}  expires",
+                "id", "account", "service", "client", "issued", "last used"
+            );
+            for t in &tokens {
+                let time =
+                    |s: u64| rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+                // client-chosen text: escaped
+                let _ = writeln!(
+                    out,
+                    "{:<22}  {:<20}  {:<16}  {:<16}  {:<20}  {:<20}  {}",
+                    t.id,
+                    format!("{:?}", t.account),
+                    format!("{:?}", t.service),
+                    format!("{:?}", t.client_id),
+                    time(t.created_at),
+                    time(t.last_used_at),
+                    time(t.expires_at)
+                );
+            }
         }
     }
     ExitCode::SUCCESS

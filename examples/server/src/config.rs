@@ -9,6 +9,8 @@ use docker_token_core::acl::{Acl, AclEntry};
 use docker_token_core::cache::CacheConfig;
 use docker_token_core::config::TokenConfig;
 use docker_token_core::rate_limit::RateLimitConfig;
+use docker_token_core::config::{RefreshConfig, TokenConfig};
+use docker_token_core::refresh::{InMemoryRefreshTokenStore, RefreshTokenStore, RefreshTokens};
 use docker_token_core::static_users::UsersConfig;
 use docker_token_ldap::{LdapAuthenticator, LdapConfig};
 use docker_token_oidc::{
@@ -117,6 +119,10 @@ pub(crate) struct ServerConfig {
     /// Our addition: Prometheus metrics (`{enabled: true, path: /metrics, addr: …}`).
     #[serde(default)]
     pub(crate) metrics: Option<MetricsConfig>,
+    /// Our addition: a Unix socket (created readable by the server's user only) on which
+    /// the running server answers the `tokens` administration commands.
+    #[serde(default)]
+    pub(crate) admin_socket: Option<PathBuf>,
 
     #[serde(default)]
     tls_min_version: Option<IgnoredAny>,
@@ -186,6 +192,24 @@ pub(crate) struct Loaded {
     pub(crate) oidc_login: Option<OidcLogin>,
     /// Its credential store, swept by the server.
     pub(crate) oidc_store: Option<SharedStore>,
+    /// The refresh-token store and policy (`token.refresh`).
+    pub(crate) refresh: Option<RefreshTokens>,
+}
+
+/// The store named by `token.refresh.path` (a redb file), or process memory. Both are
+/// opened once per process, so that a configuration reload keeps the issued tokens.
+pub(crate) fn refresh_tokens(c: &RefreshConfig) -> Result<RefreshTokens, String> {
+    let store: std::sync::Arc<dyn RefreshTokenStore> = match &c.path {
+        Some(p) => std::sync::Arc::new(
+            crate::store::RedbRefreshTokenStore::open(p).map_err(|e| format!("path: {e}"))?,
+        ),
+        None => {
+            static MEMORY: std::sync::OnceLock<std::sync::Arc<InMemoryRefreshTokenStore>> =
+                std::sync::OnceLock::new();
+            MEMORY.get_or_init(Default::default).clone()
+        }
+    };
+    Ok(RefreshTokens::new(store, c.policy()))
 }
 
 /// A credential store shared by the login and the sweeper.
@@ -453,6 +477,10 @@ impl FileConfig {
                 &"no authorization backend configured: add `acl:` (`acl: []` denies everything)",
             ));
         }
+        let refresh = match &self.token.refresh {
+            Some(c) => Some(refresh_tokens(c).map_err(|e| err(&format!("token.refresh.{e}")))?),
+            None => None,
+        };
         Ok(Loaded {
             origin: origin.to_owned(),
             file: self,
@@ -460,6 +488,7 @@ impl FileConfig {
             acl,
             oidc_login,
             oidc_store,
+            refresh,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `docker-token-server`: a Docker/OCI registry token server that reads cesanta/docker_auth's
 //! YAML configuration. Run `docker-token-server --help`.
 
+mod admin;
 mod cli;
 mod config;
 mod quickstart;

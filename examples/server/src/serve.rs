@@ -75,7 +75,11 @@ fn build_service_after(
     let mut builder = TokenService::builder(issuer)
         .authenticators(authn)
         .authorizers(authz)
-        .reuse_window(loaded.file.token.reuse_window());
+        .reuse_window(loaded.file.token.reuse_window())
+        .expiration_by_action(loaded.file.token.expiration_by_action.clone());
+    if let Some(refresh) = &loaded.refresh {
+        builder = builder.refresh_tokens(refresh.clone());
+    }
     let limits = loaded.file.rate_limit.unwrap_or_default();
     if limits.enabled {
         let limiter = match running.and_then(TokenService::failed_login_limiter) {
@@ -241,6 +245,12 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
     let handle = ServiceHandle::new(build_service(&loaded)?);
     let mut sweeper = Sweeper::default();
     sweeper.follow(loaded.oidc_store.as_ref());
+    if let Some(refresh) = &loaded.refresh {
+        crate::store::spawn_refresh_sweeper(refresh.store.clone(), Duration::from_secs(300));
+    }
+    if let Some(path) = &server.admin_socket {
+        crate::admin::spawn(path, handle.clone())?;
+    }
     let login = OidcLoginHandle::new(loaded.oidc_login.clone());
     let app = router(&loaded, handle.clone(), login.clone(), metrics.as_ref())?;
     if let (Some(m), Some(handle)) = (server.metrics(), &metrics)

@@ -86,6 +86,44 @@ fn semantic_errors_are_precise() {
     );
 }
 
+#[test]
+fn lifetime_and_refresh_keys_are_checked() {
+    for (extra, acl, want) in [
+        ("  refresh: {idle: 7d, absolut: 90d}\n", "[]", "absolut"),
+        (
+            "  refresh: {idle: 30d, absolute: 7d}\n",
+            "[]",
+            "token.refresh: idle must not be longer",
+        ),
+        ("  refresh: {idle: soon}\n", "[]", "invalid duration"),
+        (
+            "  expiration_by_action: {push: 0}\n",
+            "[]",
+            "token.expiration_by_action.push",
+        ),
+        (
+            "",
+            "[{match: {}, actions: [], expiration: 0}]",
+            "acl[0].expiration",
+        ),
+        ("", "[{match: {}, actions: [], expires: 10}]", "expires"),
+    ] {
+        let out = check(&format!("{BASE}{extra}users: {{}}\nacl: {acl}\n"));
+        assert!(out.stderr.contains(want), "{want}: {}", out.stderr);
+    }
+    // and a good one passes
+    let dir = workdir();
+    let cfg = write_config(dir.path(), &Opts::default());
+    let yaml = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "token:\n",
+        "token:\n  expiration_by_action: {push: 1h}\n  refresh: {idle: 7d, absolute: 90d, rotate: false}\n",
+        1,
+    );
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = cli(&["check-config", cfg.to_str().unwrap()]);
+    assert!(out.success, "{}", out.stderr);
+}
+
 fn explain(cfg: &std::path::Path, args: &[&str]) -> test_support::CmdOutput {
     let mut all = vec!["explain", "--config", cfg.to_str().unwrap()];
     all.extend_from_slice(args);

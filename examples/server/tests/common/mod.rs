@@ -140,8 +140,16 @@ pub fn start_server(config: &Path) -> (Process, String) {
 
 impl Env {
     pub fn start(opts: Opts) -> Self {
+        Self::start_edited(opts, |_, yaml| yaml.to_owned())
+    }
+
+    /// As [`start`](Self::start), with the configuration text changed by `edit` (which gets
+    /// the work directory and the YAML) before the server starts.
+    pub fn start_edited(opts: Opts, edit: impl FnOnce(&Path, &str) -> String) -> Self {
         let dir = workdir();
         let config = write_config(dir.path(), &opts);
+        let yaml = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, edit(dir.path(), &yaml)).unwrap();
         let (server, base) = start_server(&config);
         let token_url = format!("{base}/auth");
         let registry = Registry::start(
