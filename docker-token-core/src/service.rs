@@ -401,7 +401,7 @@ impl TokenService {
         );
         refresh
             .store
-            .insert(record)
+            .insert_token(record)
             .await
             .inspect_err(store_failed)?;
         Ok((token, id))
@@ -430,7 +430,12 @@ impl TokenService {
             return Err(refused("", "the refresh token is malformed"));
         }
         let id = refresh_token_id(text);
-        let Some(record) = refresh.store.get(&id).await.inspect_err(store_failed)? else {
+        let Some(record) = refresh
+            .store
+            .get_token(&id)
+            .await
+            .inspect_err(store_failed)?
+        else {
             return Err(refused(
                 &id,
                 "the refresh token is unknown, expired or revoked",
@@ -482,7 +487,7 @@ impl TokenService {
             // the backend that accepted the login does not know the user any more (another
             // member that cannot look users up is not asked to vouch for it)
             LookupOutcome::NotFound | LookupOutcome::Unsupported => {
-                let _ = refresh.store.delete(&id).await;
+                let _ = refresh.store.delete_token(&id).await;
                 return Err(refused(&id, "the account no longer exists"));
             }
         };
@@ -490,7 +495,12 @@ impl TokenService {
         let used = record.used_at(now, &refresh.policy);
         let rotated = if refresh.policy.rotate {
             // deleting is the claim: of two concurrent uses, one wins
-            if !refresh.store.delete(&id).await.inspect_err(store_failed)? {
+            if !refresh
+                .store
+                .delete_token(&id)
+                .await
+                .inspect_err(store_failed)?
+            {
                 return Err(refused(
                     &id,
                     "the refresh token is unknown, expired or revoked",
@@ -504,12 +514,17 @@ impl TokenService {
             };
             refresh
                 .store
-                .insert(record)
+                .insert_token(record)
                 .await
                 .inspect_err(store_failed)?;
             Some((token, new_id))
         } else {
-            if !refresh.store.update(used).await.inspect_err(store_failed)? {
+            if !refresh
+                .store
+                .update_token(used)
+                .await
+                .inspect_err(store_failed)?
+            {
                 return Err(refused(
                     &id,
                     "the refresh token is unknown, expired or revoked",

@@ -378,8 +378,7 @@ impl RefreshTokenStore for RedbStore {
     async fn get_token(&self, id: &str) -> Result<Option<RefreshRecord>, BackendError> {
         let id = id.to_owned();
         let now = SystemTime::now();
-        let found: Option<RefreshRecord> =
-            self.blocking(move |s| s.get_json(REFRESH, &id)).await?;
+        let found: Option<RefreshRecord> = self.blocking(move |s| s.get_json(REFRESH, &id)).await?;
         Ok(found.filter(|r| !r.is_expired_at(now)))
     }
 
@@ -415,10 +414,8 @@ impl RefreshTokenStore for RedbStore {
 
     async fn delete_account_tokens(&self, account: &str) -> Result<usize, BackendError> {
         let account = account.to_owned();
-        self.blocking(move |s| {
-            s.remove_refresh_where(|r| r.is_some_and(|r| r.account == account))
-        })
-        .await
+        self.blocking(move |s| s.remove_refresh_where(|r| r.is_some_and(|r| r.account == account)))
+            .await
     }
 
     async fn list_tokens(&self, account: Option<&str>) -> Result<Vec<RefreshRecord>, BackendError> {
@@ -561,6 +558,11 @@ mod tests {
         // another handle (a reload, or the tokens command) sees the same data
         let again = RedbStore::open(&path).unwrap();
         assert_eq!(again.get_token("id1").await.unwrap(), Some(r));
-        assert!(CredentialStore::get(&again, "alice").await.unwrap().is_some());
+        assert!(
+            CredentialStore::get(&again, "alice")
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }

@@ -35,7 +35,10 @@ pub async fn exercise(store: &dyn RefreshTokenStore) {
     for r in [&a1, &a2, &b1, &alice_prefix] {
         store.insert_token(r.clone()).await.expect("insert");
     }
-    assert_eq!(store.get_token(&a1.id).await.expect("get"), Some(a1.clone()));
+    assert_eq!(
+        store.get_token(&a1.id).await.expect("get"),
+        Some(a1.clone())
+    );
     assert_eq!(store.get_token("no-such-id").await.expect("get"), None);
 
     // update: only while present; the new expiry is what get returns
@@ -55,7 +58,7 @@ pub async fn exercise(store: &dyn RefreshTokenStore) {
 
     // list: per account (exact) and all
     let mut alice: Vec<String> = store
-        .list(Some("alice"))
+        .list_tokens(Some("alice"))
         .await
         .expect("list")
         .into_iter()
@@ -66,7 +69,14 @@ pub async fn exercise(store: &dyn RefreshTokenStore) {
     want.sort();
     assert_eq!(alice, want, "list(alice) is exact: not alice2");
     assert_eq!(store.list_tokens(None).await.expect("list").len(), 4);
-    assert_eq!(store.list_tokens(Some(evil_name)).await.expect("list").len(), 1);
+    assert_eq!(
+        store
+            .list_tokens(Some(evil_name))
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
 
     // delete: once
     assert!(store.delete_token(&a2.id).await.expect("delete"));
@@ -75,21 +85,30 @@ pub async fn exercise(store: &dyn RefreshTokenStore) {
 
     // delete by account: exact
     assert_eq!(
-        store.delete_account_tokens("alice").await.expect("delete_account"),
+        store
+            .delete_account_tokens("alice")
+            .await
+            .expect("delete_account"),
         1
     );
     assert_eq!(store.get_token(&a1.id).await.expect("get"), None);
-    assert!(store.get_token(&alice_prefix.id).await.expect("get").is_some());
+    assert!(
+        store
+            .get_token(&alice_prefix.id)
+            .await
+            .expect("get")
+            .is_some()
+    );
     assert_eq!(
         store
-            .delete_account(evil_name)
+            .delete_account_tokens(evil_name)
             .await
             .expect("delete_account"),
         1
     );
     assert_eq!(
         store
-            .delete_account("nobody")
+            .delete_account_tokens("nobody")
             .await
             .expect("delete_account"),
         0
@@ -107,11 +126,17 @@ pub async fn exercise(store: &dyn RefreshTokenStore) {
     assert_eq!(store.get_token(&old.id).await.expect("get"), None);
     assert!(
         !store
-            .update(old.used_at(now, &policy))
+            .update_token(old.used_at(now, &policy))
             .await
             .expect("update")
     );
-    assert!(store.list_tokens(Some("carol")).await.expect("list").is_empty());
+    assert!(
+        store
+            .list_tokens(Some("carol"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let swept = store.sweep_expired_tokens(now).await.expect("sweep");
     assert!(swept <= 1, "{swept}");
     assert_eq!(store.list_tokens(None).await.expect("list").len(), 1);

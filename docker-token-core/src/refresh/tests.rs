@@ -83,5 +83,8 @@ async fn in_memory_store_is_usable_through_arc_and_box() {
     assert_eq!(shared.get_token("k").await.unwrap(), Some(r));
     assert_eq!(boxed.list_tokens(Some("bob")).await.unwrap().len(), 1);
     assert!(shared.delete_token("k").await.unwrap());
-    assert_eq!(boxed.sweep_expired_tokens(SystemTime::now()).await.unwrap(), 0);
+    assert_eq!(
+        boxed.sweep_expired_tokens(SystemTime::now()).await.unwrap(),
+        0
+    );
 }

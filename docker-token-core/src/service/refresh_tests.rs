@@ -224,7 +224,7 @@ async fn offline_login_issues_a_bound_refresh_token_that_is_stored_hashed() {
     } = setup(RefreshPolicy::default(), &[]);
     let rt = login(&s, "alice").await;
     assert_eq!(rt.len(), 43);
-    let records = store.list(Some("alice")).await.unwrap();
+    let records = store.list_tokens(Some("alice")).await.unwrap();
     assert_eq!(records.len(), 1);
     let r = &records[0];
     assert_eq!(r.id, refresh_token_id(&rt));
@@ -268,7 +268,11 @@ async fn the_refresh_grant_re_reads_labels_and_the_current_acl() {
         store,
     } = setup(RefreshPolicy::default(), &[]);
     let rt = login(&s, "alice").await;
-    let before = store.get(&refresh_token_id(&rt)).await.unwrap().unwrap();
+    let before = store
+        .get_token(&refresh_token_id(&rt))
+        .await
+        .unwrap()
+        .unwrap();
     let issued = refresh(
         &s,
         &rt,
@@ -304,7 +308,7 @@ async fn the_refresh_grant_re_reads_labels_and_the_current_acl() {
         .await
         .unwrap();
     assert_eq!(lifetime_of(&s, &ci), 3600);
-    let after = store.get(&before.id).await.unwrap().unwrap();
+    let after = store.get_token(&before.id).await.unwrap().unwrap();
     assert!(after.last_used_at >= before.last_used_at);
     assert_eq!(after.absolute_expires_at, before.absolute_expires_at);
 }
@@ -364,13 +368,13 @@ async fn bad_refresh_tokens_are_401_invalid_grant() {
     refresh(&s, &rt, "reg", "docker", "").await.unwrap();
     // expired: an idle deadline in the past
     let id = refresh_token_id(&rt);
-    let mut expired = store.get(&id).await.unwrap().unwrap();
+    let mut expired = store.get_token(&id).await.unwrap().unwrap();
     expired.expires_at = 1;
-    assert!(store.update(expired).await.unwrap());
+    assert!(store.update_token(expired).await.unwrap());
     assert_invalid_grant(refresh(&s, &rt, "reg", "docker", "").await, unknown);
     // revoked
     let rt2 = login(&s, "alice").await;
-    assert_eq!(store.delete_account("alice").await.unwrap(), 2);
+    assert_eq!(store.delete_account_tokens("alice").await.unwrap(), 2);
     assert_invalid_grant(refresh(&s, &rt2, "reg", "docker", "").await, unknown);
     // the user is removed: refused, and the token is dropped
     let rt3 = login(&s, "alice").await;
@@ -379,7 +383,13 @@ async fn bad_refresh_tokens_are_401_invalid_grant() {
         refresh(&s, &rt3, "reg", "docker", "").await,
         "no longer exists",
     );
-    assert!(store.get(&refresh_token_id(&rt3)).await.unwrap().is_none());
+    assert!(
+        store
+            .get_token(&refresh_token_id(&rt3))
+            .await
+            .unwrap()
+            .is_none()
+    );
     // a backend that cannot look users up
     let rt4 = login(&s, "carol").await;
     assert_invalid_grant(
@@ -427,7 +437,11 @@ async fn rotation_replaces_the_token_at_each_use() {
         service: s, store, ..
     } = setup(RefreshPolicy::default().with_rotation(true), &[]);
     let rt = login(&s, "alice").await;
-    let first = store.get(&refresh_token_id(&rt)).await.unwrap().unwrap();
+    let first = store
+        .get_token(&refresh_token_id(&rt))
+        .await
+        .unwrap()
+        .unwrap();
     let issued = refresh(&s, &rt, "reg", "docker", "").await.unwrap();
     let rt2 = issued
         .response
@@ -436,7 +450,11 @@ async fn rotation_replaces_the_token_at_each_use() {
         .expect("a new refresh token");
     assert_ne!(rt, rt2);
     assert_invalid_grant(refresh(&s, &rt, "reg", "docker", "").await, "unknown");
-    let second = store.get(&refresh_token_id(&rt2)).await.unwrap().unwrap();
+    let second = store
+        .get_token(&refresh_token_id(&rt2))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         second.absolute_expires_at, first.absolute_expires_at,
         "rotation never extends the absolute lifetime"
@@ -451,25 +469,25 @@ struct Down;
 
 #[async_trait]
 impl RefreshTokenStore for Down {
-    async fn insert(&self, _: RefreshRecord) -> Result<(), BackendError> {
+    async fn insert_token(&self, _: RefreshRecord) -> Result<(), BackendError> {
         Err(BackendError::unavailable("redis", "connection refused"))
     }
-    async fn get(&self, _: &str) -> Result<Option<RefreshRecord>, BackendError> {
+    async fn get_token(&self, _: &str) -> Result<Option<RefreshRecord>, BackendError> {
         Err(BackendError::unavailable("redis", "connection refused"))
     }
-    async fn update(&self, _: RefreshRecord) -> Result<bool, BackendError> {
+    async fn update_token(&self, _: RefreshRecord) -> Result<bool, BackendError> {
         Err(BackendError::unavailable("redis", "connection refused"))
     }
-    async fn delete(&self, _: &str) -> Result<bool, BackendError> {
+    async fn delete_token(&self, _: &str) -> Result<bool, BackendError> {
         Err(BackendError::unavailable("redis", "connection refused"))
     }
-    async fn delete_account(&self, _: &str) -> Result<usize, BackendError> {
+    async fn delete_account_tokens(&self, _: &str) -> Result<usize, BackendError> {
         Err(BackendError::unavailable("redis", "connection refused"))
     }
-    async fn list(&self, _: Option<&str>) -> Result<Vec<RefreshRecord>, BackendError> {
+    async fn list_tokens(&self, _: Option<&str>) -> Result<Vec<RefreshRecord>, BackendError> {
         Err(BackendError::unavailable("redis", "connection refused"))
     }
-    async fn sweep_expired(&self, _: SystemTime) -> Result<usize, BackendError> {
+    async fn sweep_expired_tokens(&self, _: SystemTime) -> Result<usize, BackendError> {
         Ok(0)
     }
 }

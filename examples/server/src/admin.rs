@@ -1,10 +1,11 @@
 //! Administration commands (`tokens list`, `tokens revoke`) and the Unix socket on which the
 //! running server answers them (`server.admin_socket`).
 //!
-//! An embedded redb store can be opened by one process only, so while the server runs the
-//! `tokens` commands go through its admin socket; without one they open the store directly
-//! (the server must be stopped). The protocol is one JSON request line, one JSON answer line.
-//! Who may connect is decided by the socket file's permissions (owner only).
+//! With `server.admin_socket` the `tokens` commands go through the running server (the only
+//! way to reach tokens kept in its memory); without it they open the embedded redb file
+//! directly, which works beside a running server too (the file is opened per operation).
+//! The protocol is one JSON request line, one JSON answer line. Who may connect is decided
+//! by the socket file's permissions (owner only).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -69,18 +70,23 @@ pub(crate) async fn execute(store: Option<&dyn RefreshTokenStore>, request: Requ
     };
     let result = match request {
         Request::ListTokens { account } => {
-            store.list(account.as_deref()).await.map(|mut tokens| {
-                tokens.sort_by(|a, b| (&a.account, a.created_at).cmp(&(&b.account, b.created_at)));
-                Response {
-                    tokens: Some(tokens),
-                    ..Response::default()
-                }
-            })
+            store
+                .list_tokens(account.as_deref())
+                .await
+                .map(|mut tokens| {
+                    tokens.sort_by(|a, b| {
+                        (&a.account, a.created_at).cmp(&(&b.account, b.created_at))
+                    });
+                    Response {
+                        tokens: Some(tokens),
+                        ..Response::default()
+                    }
+                })
         }
         Request::RevokeTokens { account, id } => {
             let revoked = match (account, id) {
-                (Some(account), None) => store.delete_account(&account).await,
-                (None, Some(id)) => store.delete(&id).await.map(usize::from),
+                (Some(account), None) => store.delete_account_tokens(&account).await,
+                (None, Some(id)) => store.delete_token(&id).await.map(usize::from),
                 _ => return Response::error("give exactly one of --account and --id"),
             };
             revoked.map(|n| {
@@ -178,7 +184,7 @@ pub(crate) async fn send(path: &Path, request: &Request) -> Result<Response, Str
 }
 
 /// The store for the `tokens` commands when there is no admin socket: the redb file,
-/// opened directly (possible only while the server is stopped).
+/// opened directly.
 pub(crate) fn open_store(file: &FileConfig) -> Result<Arc<dyn RefreshTokenStore>, String> {
     let Some(c) = &file.token.refresh else {
         return Err("refresh tokens are not enabled (token.refresh)".to_owned());
@@ -189,10 +195,8 @@ pub(crate) fn open_store(file: &FileConfig) -> Result<Arc<dyn RefreshTokenStore>
                 .to_owned(),
         );
     };
-    match crate::store::RedbRefreshTokenStore::open(path) {
+    match docker_token_store::RedbStore::open(path) {
         Ok(store) => Ok(Arc::new(store)),
-        Err(e) => Err(format!(
-            "token.refresh.path: {e} (while the server runs, set server.admin_socket and use it)"
-        )),
+        Err(e) => Err(format!("token.refresh.path: {e}")),
     }
 }

@@ -201,7 +201,7 @@ pub(crate) struct Loaded {
 pub(crate) fn refresh_tokens(c: &RefreshConfig) -> Result<RefreshTokens, String> {
     let store: std::sync::Arc<dyn RefreshTokenStore> = match &c.path {
         Some(p) => std::sync::Arc::new(
-            crate::store::RedbRefreshTokenStore::open(p).map_err(|e| format!("path: {e}"))?,
+            docker_token_store::RedbStore::open(p).map_err(|e| format!("path: {e}"))?,
         ),
         None => {
             static MEMORY: std::sync::OnceLock<std::sync::Arc<InMemoryRefreshTokenStore>> =
