@@ -207,15 +207,8 @@ fn explain(args: &ExplainArgs) -> ExitCode {
         labels.entry(k.to_owned()).or_default().push(v.to_owned());
     }
     let identity = Identity::new(args.account.clone()).with_labels(labels);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start a runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
     };
     let decisions =
         match runtime.block_on(service.explain(&identity, &args.service, args.ip, &scopes)) {
@@ -284,15 +277,8 @@ fn tokens(command: TokensCommand) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("cannot start a runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
     };
     let response = runtime.block_on(async {
         match &file.server.admin_socket {
@@ -346,6 +332,15 @@ fn tokens(command: TokensCommand) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// A single-threaded runtime for a command; `None` (after saying why) if it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .inspect_err(|e| eprintln!("cannot start a runtime: {e}"))
+        .ok()
 }
 
 fn hash_password(cost: u32) -> ExitCode {

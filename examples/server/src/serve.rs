@@ -246,7 +246,10 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
     let mut sweeper = Sweeper::default();
     sweeper.follow(loaded.oidc_store.as_ref());
     if let Some(refresh) = &loaded.refresh {
-        crate::store::spawn_refresh_sweeper(refresh.store.clone(), Duration::from_secs(300));
+        drop(crate::store::spawn_refresh_sweeper(
+            refresh.store.clone(),
+            Duration::from_secs(300),
+        ));
     }
     if let Some(path) = &server.admin_socket {
         crate::admin::spawn(path, handle.clone())?;
