@@ -141,17 +141,18 @@ async fn refresh(
         .await
 }
 
-/// `exp - iat` of the minted JWT, checked against `expires_in`.
+/// `exp - iat` of the minted JWT (verified), checked against `expires_in`.
 fn lifetime_of(s: &TokenService, issued: &Issued) -> u64 {
-    let data = s
-        .issuer()
-        .keys()
-        .verify(&issued.response.token, "reg", "iss")
+    let token = crate::verify::TokenVerifier::builder("iss", "reg")
+        .key_set(s.issuer().keys())
+        .build()
+        .unwrap()
+        .verify(&issued.response.token)
         .unwrap();
-    let exp = data.claims["exp"].as_u64().unwrap();
-    let iat = data.claims["iat"].as_u64().unwrap();
-    assert_eq!(exp - iat, issued.response.expires_in, "expires_in is exact");
-    exp - iat
+    let iat = token.issued_at().expect("iat");
+    let lifetime = token.expires_at().duration_since(iat).unwrap().as_secs();
+    assert_eq!(lifetime, issued.response.expires_in, "expires_in is exact");
+    lifetime
 }
 
 async fn login(s: &TokenService, user: &str) -> String {
