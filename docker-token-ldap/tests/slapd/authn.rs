@@ -292,3 +292,51 @@ async fn the_account_is_spelled_as_in_the_directory() {
         "{out:?}"
     );
 }
+
+/// The refresh-token grant looks users up without a password: search+bind mode finds them
+/// with the service account (current labels, the directory's spelling); direct-bind mode
+/// cannot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_without_a_password() {
+    use docker_token_core::LookupOutcome;
+    let s = Slapd::start();
+    let mut c = config(&s);
+    c.labels = [member_of_label()].into();
+    c.cache_ttl = 60.0;
+    let ldap = LdapAuthenticator::from_config(&c).unwrap();
+    match ldap.lookup_account("alice").await.unwrap() {
+        LookupOutcome::Found(id) => {
+            assert_eq!(id.account, "alice");
+            assert_eq!(id.labels["group"], strings(&["dev", "ops"]));
+        }
+        other => panic!("{other:?}"),
+    }
+    match ldap.lookup_account("ALICE").await.unwrap() {
+        LookupOutcome::Found(id) => assert_eq!(id.account, "alice", "the directory's spelling"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        ldap.lookup_account("nobody").await.unwrap(),
+        LookupOutcome::NotFound
+    );
+    assert_eq!(
+        ldap.lookup_account("*").await.unwrap(),
+        LookupOutcome::NotFound,
+        "filter metacharacters are escaped"
+    );
+    assert_eq!(
+        ldap.lookup_account("").await.unwrap(),
+        LookupOutcome::NotFound
+    );
+
+    let mut d = config(&s);
+    d.initial_bind_as_user = true;
+    d.bind_dn = Some(format!("uid=${{account}},{PEOPLE}"));
+    d.bind_password_file = None;
+    d.filter = String::new();
+    let direct = LdapAuthenticator::from_config(&d).unwrap();
+    assert_eq!(
+        direct.lookup_account("alice").await.unwrap(),
+        LookupOutcome::Unsupported
+    );
+}
