@@ -10,6 +10,7 @@ APT_PACKAGES=(
   docker-registry   # the registry the tokens are for (2.8.2)
   skopeo            # containers/image client (1.9.3)
   podman            # podman login
+  containerd        # containerd + ctr (1.6): the refresh-token e2e starts a private daemon
   slapd ldap-utils  # OpenLDAP for docker-token-ldap
   jq
   chromium          # the headless browser of the OIDC browser-login test (driven by playwright-core)

@@ -9,6 +9,8 @@
 //!   (containers/image's refresh grant), and a token bound to another client is refused;
 //! * `tokens revoke` (through the admin socket of the running server) stops both;
 //! * a user removed from the configuration (SIGHUP) loses the refresh grant;
+//! * containerd's `ctr` (a private daemon) POSTs the password grant with `--user` and uses
+//!   the refresh grant alone with `--refresh`;
 //! * an ACL rule's `expiration` sets `exp - iat` and `expires_in`.
 
 mod common;
@@ -380,4 +382,80 @@ async fn a_rule_expiration_sets_the_token_lifetime() {
         )
         .await;
     assert_eq!(plain["expires_in"], 900);
+}
+
+/// containerd (`ctr`, Debian `containerd` 1.6) as an extra client: with `--user` it POSTs
+/// the password grant first; with `--refresh` it uses the refresh grant alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctr_pulls_with_a_password_post_and_with_a_refresh_token() {
+    let containerd = require_binary("containerd", "apt-get install containerd");
+    let ctr = require_binary("ctr", "apt-get install containerd");
+    let env = Env::start_edited(Opts::default(), with_refresh);
+    let pushed = env.push("demo/hello:v1", Some(&Env::alice()));
+    assert!(pushed.success, "{}", pushed.stderr);
+
+    // a private containerd daemon (root, state and sockets in the work directory)
+    let d = env.dir.path().join("containerd");
+    std::fs::create_dir_all(&d).unwrap();
+    let socket = d.join("c.sock");
+    let config = format!(
+        "version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\
+         disabled_plugins = [\"io.containerd.grpc.v1.cri\", \"io.containerd.snapshotter.v1.btrfs\", \
+         \"io.containerd.snapshotter.v1.zfs\", \"io.containerd.snapshotter.v1.devmapper\", \
+         \"io.containerd.snapshotter.v1.aufs\"]\n\
+         [grpc]\n  address = \"{sock}\"\n[ttrpc]\n  address = \"{sock}.ttrpc\"\n\
+         [debug]\n  address = \"{dbg}\"\n",
+        root = d.join("root").display(),
+        state = d.join("state").display(),
+        sock = socket.display(),
+        dbg = d.join("debug.sock").display(),
+    );
+    std::fs::write(d.join("config.toml"), config).unwrap();
+    let mut cmd = Command::new(&containerd);
+    cmd.arg("--config").arg(d.join("config.toml"));
+    let mut daemon = test_support::Process::spawn("containerd", cmd);
+    daemon.wait_for_line("containerd successfully booted", T);
+
+    let image = format!("{}/demo/hello:v1", env.registry.host());
+    let pull = |auth: &[&str]| {
+        let mut c = Command::new(&ctr);
+        c.arg("--address")
+            .arg(&socket)
+            .args(["--namespace", "dt-test", "content", "fetch", "--plain-http"])
+            .args(auth)
+            .arg(&image);
+        run(&mut c, T)
+    };
+    let user = Env::alice();
+    let with_password = pull(&["--user", &user]);
+    assert!(
+        with_password.success,
+        "ctr with --user: {}\n{}",
+        with_password.stdout, with_password.stderr
+    );
+    let log = env.server.output();
+    assert!(
+        log.lines().any(|l| l.contains("token issued")
+            && l.contains("grant=\"password\"")
+            && l.contains("demo/hello:pull")),
+        "ctr did not POST the password grant:\n{log}"
+    );
+
+    // a refresh token for containerd's client id, used alone
+    let rt = refresh_token_for(&env, "containerd-client").await;
+    let with_refresh = pull(&["--refresh", &rt]);
+    assert!(
+        with_refresh.success,
+        "ctr with --refresh: {}\n{}",
+        with_refresh.stdout, with_refresh.stderr
+    );
+    let log = env.server.output();
+    assert!(
+        log.lines().any(|l| l.contains("token issued")
+            && l.contains("grant=\"refresh_token\"")
+            && l.contains("demo/hello:pull")),
+        "ctr did not use the refresh grant:\n{log}"
+    );
+    assert!(!log.contains(&rt), "the refresh token was logged");
+    drop(daemon);
 }
