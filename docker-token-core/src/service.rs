@@ -294,7 +294,11 @@ impl TokenService {
         let refresh = match &self.inner.refresh {
             Some(r) if request.offline_token && !identity.is_anonymous() => {
                 let by = authenticator.as_deref().unwrap_or_default();
-                Some(self.new_refresh(r, &identity.account, request, by).await?)
+                if self.can_refresh(&identity.account, by).await? {
+                    Some(self.new_refresh(r, &identity.account, request, by).await?)
+                } else {
+                    None
+                }
             }
             _ => None,
         };
@@ -378,6 +382,30 @@ impl TokenService {
             })
             .min()
             .unwrap_or_else(|| self.inner.issuer.expiration())
+    }
+
+    /// Whether a refresh grant for `account` would find the user again with the backend
+    /// `by` that just authenticated it. When not (robots, IdP access tokens, LDAP direct
+    /// bind), no refresh token is issued: the client keeps using its password (docker stores
+    /// it, as without refresh tokens) instead of a refresh token that could never be used.
+    async fn can_refresh(&self, account: &str, by: &str) -> Result<bool, Error> {
+        let (outcome, found_by) = self
+            .inner
+            .authn
+            .lookup_with_source(account)
+            .await
+            .inspect_err(|e| {
+                tracing::error!(backend = e.backend(), error = %crate::display_chain(e), "account lookup failed");
+            })?;
+        let ok = matches!(outcome, LookupOutcome::Found(_)) && found_by == Some(by);
+        if !ok {
+            tracing::info!(
+                account = %account,
+                authenticator = by,
+                "no refresh token: this backend cannot look the user up again"
+            );
+        }
+        Ok(ok)
     }
 
     /// Issues and stores a new refresh token; returns it and its id.

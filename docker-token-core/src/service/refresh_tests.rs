@@ -391,10 +391,28 @@ async fn bad_refresh_tokens_are_401_invalid_grant() {
             .unwrap()
             .is_none()
     );
-    // a backend that cannot look users up
-    let rt4 = login(&s, "carol").await;
+    // a backend that cannot look users up: no refresh token at login (the client keeps its
+    // password), and a token from elsewhere naming such a user is refused
+    let carol = get(
+        &s,
+        "service=reg&client_id=docker&offline_token=true",
+        "carol",
+    )
+    .await
+    .unwrap();
+    assert!(carol.response.refresh_token.is_none());
+    let forged = RefreshRecord::new(
+        refresh_token_id("carols-token"),
+        "carol",
+        "reg",
+        "docker",
+        "nolookup",
+        &RefreshPolicy::default(),
+        SystemTime::now(),
+    );
+    store.insert_token(forged).await.unwrap();
     assert_invalid_grant(
-        refresh(&s, &rt4, "reg", "docker", "").await,
+        refresh(&s, "carols-token", "reg", "docker", "").await,
         "cannot re-check",
     );
     // the HTTP answer
