@@ -12,6 +12,7 @@ APT_PACKAGES=(
   podman            # podman login
   containerd        # containerd + ctr (1.6): the refresh-token e2e starts a private daemon
   slapd ldap-utils  # OpenLDAP for docker-token-ldap
+  redis-server      # the shared store of replicas (docker-token-redis; brings redis-cli)
   jq
   chromium          # the headless browser of the OIDC browser-login test (driven by playwright-core)
   wrk               # the load benchmark (cargo run --release -p docker-token-benches --bin load)

@@ -16,6 +16,7 @@ pub mod refresh_store;
 
 pub use tempfile::TempDir;
 
+pub mod redis;
 pub mod slapd;
 
 /// How to install every peer at once.
@@ -154,6 +155,13 @@ impl Process {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Whether the process has exited (it is reaped then).
+    pub fn has_exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().ok().flatten().is_some())
     }
 
     /// The OS process id.
