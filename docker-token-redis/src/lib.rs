@@ -1,12 +1,15 @@
 //! # docker-token-redis
 //!
 //! [`RedisStore`]: the state that several docker-token replicas must share, in Redis —
-//! browser-login credentials ([`CredentialStore`]) and robot accounts ([`RobotStore`]).
+//! browser-login credentials ([`CredentialStore`]), robot accounts ([`RobotStore`]) and
+//! refresh tokens ([`RefreshTokenStore`]).
 //!
-//! - **Every record expires by itself**: it is written with `SET … EXAT <its expiry>`, so
+//! - **Every record expires by itself**: it is written with `SET … EXAT <its expiry>` (a
+//!   refresh token's idle deadline, set again at each use), so
 //!   Redis drops it when it stops being valid and nothing needs a sweeper.
 //! - **Keys are `key_prefix` + kind + a SHA-256**, never a client's value (a user name can
-//!   hold anything): `docker-token:cred:<hex>`, `docker-token:robot:<hex>`.
+//!   hold anything): `docker-token:cred:<hex>`, `docker-token:robot:<hex>`,
+//!   `docker-token:refresh:<hex>`.
 //! - **Redis down** → every operation answers [`BackendError::unavailable`] (the server
 //!   answers 503) within about the connection timeout, with one error log line when it goes
 //!   down and one info line when it is back; the connection is re-established in the
@@ -34,6 +37,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use aws_lc_rs::digest;
 use docker_token_core::credential_store::unix_seconds;
+use docker_token_core::refresh::{RefreshRecord, RefreshTokenStore};
 use docker_token_core::{BackendError, ConfigError, CredentialStore, StoredCredential};
 use docker_token_store::robots::{Robot, RobotStore};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -264,6 +268,7 @@ pub fn redact_url(url: &str) -> String {
 enum Kind {
     Credential,
     Robot,
+    Refresh,
 }
 
 impl Kind {
@@ -271,6 +276,7 @@ impl Kind {
         match self {
             Self::Credential => "cred",
             Self::Robot => "robot",
+            Self::Refresh => "refresh",
         }
     }
 }
@@ -327,6 +333,12 @@ impl RedisStore {
     #[must_use]
     pub fn key_for_robot(&self, name: &str) -> String {
         self.key(Kind::Robot, name)
+    }
+
+    /// The Redis key of a refresh token's record (by its id, itself a hash of the token).
+    #[must_use]
+    pub fn key_for_refresh_token(&self, id: &str) -> String {
+        self.key(Kind::Refresh, id)
     }
 
     fn key(&self, kind: Kind, id: &str) -> String {
@@ -388,14 +400,14 @@ impl RedisStore {
         Ok(raw.and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
-    /// `SET key value EXAT expires_at [NX]`; a record already expired is deleted instead.
+    /// `SET key value EXAT expires_at [NX|XX]`; a record already expired is deleted instead.
     /// Returns whether it was written.
     async fn set_until(
         &self,
         key: &str,
         value: &[u8],
         expires_at: u64,
-        only_new: bool,
+        when: Write,
     ) -> Result<bool, BackendError> {
         if expires_at <= unix_seconds(SystemTime::now()) {
             let _: i64 = self.run(redis::cmd("DEL").arg(key)).await?;
@@ -403,11 +415,53 @@ impl RedisStore {
         }
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value).arg("EXAT").arg(expires_at);
-        if only_new {
-            cmd.arg("NX");
+        match when {
+            Write::Always => {}
+            Write::IfAbsent => {
+                cmd.arg("NX");
+            }
+            Write::IfPresent => {
+                cmd.arg("XX");
+            }
         }
         let reply: Option<String> = self.run(&cmd).await?;
         Ok(reply.is_some())
+    }
+
+    /// Every readable record of `kind`, with its key: `SCAN … MATCH` (bounded), then `MGET`.
+    /// Linear in the records of that kind: for listings and revocations by account, not for
+    /// the request path.
+    async fn scan_json<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: Kind,
+    ) -> Result<Vec<(String, T)>, BackendError> {
+        let pattern = format!("{}{}:*", glob_escape(&self.inner.prefix), kind.part());
+        let mut cursor: u64 = 0;
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            let (next, keys): (u64, Vec<String>) = self
+                .run(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000),
+                )
+                .await?;
+            if !keys.is_empty() {
+                let values: Vec<Option<Vec<u8>>> = self.run(redis::cmd("MGET").arg(&keys)).await?;
+                out.extend(keys.into_iter().zip(values).filter_map(|(k, v)| {
+                    v.and_then(|v| serde_json::from_slice::<T>(&v).ok())
+                        .map(|t| (k, t))
+                }));
+            }
+            cursor = next;
+            if cursor == 0 {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     async fn del(&self, key: &str) -> Result<bool, BackendError> {
@@ -420,6 +474,14 @@ impl RedisStore {
         let _: String = self.run(&redis::cmd("PING")).await?;
         Ok(())
     }
+}
+
+/// When `SET` writes.
+#[derive(Clone, Copy)]
+enum Write {
+    Always,
+    IfAbsent,
+    IfPresent,
 }
 
 fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, BackendError> {
@@ -446,7 +508,7 @@ impl CredentialStore for RedisStore {
             &self.key(Kind::Credential, key),
             &value,
             credential.expires_at,
-            false,
+            Write::Always,
         )
         .await
         .map(|_| ())
@@ -477,7 +539,7 @@ impl RobotStore for RedisStore {
             &self.key(Kind::Robot, &robot.name),
             &value,
             robot.expires_at,
-            true,
+            Write::IfAbsent,
         )
         .await
     }
@@ -494,40 +556,14 @@ impl RobotStore for RedisStore {
 
     /// `SCAN` over the robot keys (bounded), then `MGET`.
     async fn list_robots(&self) -> Result<Vec<Robot>, BackendError> {
-        let pattern = format!(
-            "{}{}:*",
-            glob_escape(&self.inner.prefix),
-            Kind::Robot.part()
-        );
         let now = SystemTime::now();
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
-        for _ in 0..100_000 {
-            let (next, keys): (u64, Vec<String>) = self
-                .run(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(1000),
-                )
-                .await?;
-            if !keys.is_empty() {
-                let values: Vec<Option<Vec<u8>>> = self.run(redis::cmd("MGET").arg(&keys)).await?;
-                out.extend(
-                    values
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|v| serde_json::from_slice::<Robot>(&v).ok())
-                        .filter(|r| !r.is_expired_at(now)),
-                );
-            }
-            cursor = next;
-            if cursor == 0 {
-                break;
-            }
-        }
+        let mut out: Vec<Robot> = self
+            .scan_json::<Robot>(Kind::Robot)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| !r.is_expired_at(now))
+            .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out.dedup_by(|a, b| a.name == b.name);
         Ok(out)
@@ -535,6 +571,63 @@ impl RobotStore for RedisStore {
 
     async fn ready(&self) -> Result<(), BackendError> {
         self.ping().await
+    }
+}
+
+#[async_trait]
+impl RefreshTokenStore for RedisStore {
+    async fn insert_token(&self, record: RefreshRecord) -> Result<(), BackendError> {
+        let value = encode(&record)?;
+        let key = self.key(Kind::Refresh, &record.id);
+        self.set_until(&key, &value, record.expires_at, Write::Always)
+            .await
+            .map(|_| ())
+    }
+
+    async fn get_token(&self, id: &str) -> Result<Option<RefreshRecord>, BackendError> {
+        let now = SystemTime::now();
+        let found: Option<RefreshRecord> = self.get_json(&self.key(Kind::Refresh, id)).await?;
+        Ok(found.filter(|r| !r.is_expired_at(now) && r.id == id))
+    }
+
+    /// `SET … XX`: never re-creates a revoked record.
+    async fn update_token(&self, record: RefreshRecord) -> Result<bool, BackendError> {
+        let value = encode(&record)?;
+        let key = self.key(Kind::Refresh, &record.id);
+        self.set_until(&key, &value, record.expires_at, Write::IfPresent)
+            .await
+    }
+
+    async fn delete_token(&self, id: &str) -> Result<bool, BackendError> {
+        self.del(&self.key(Kind::Refresh, id)).await
+    }
+
+    /// A scan of the refresh-token keys (an administrative operation).
+    async fn delete_account_tokens(&self, account: &str) -> Result<usize, BackendError> {
+        let mut removed = 0;
+        for (key, r) in self.scan_json::<RefreshRecord>(Kind::Refresh).await? {
+            if r.account == account && self.del(&key).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A scan of the refresh-token keys (an administrative operation).
+    async fn list_tokens(&self, account: Option<&str>) -> Result<Vec<RefreshRecord>, BackendError> {
+        let now = SystemTime::now();
+        Ok(self
+            .scan_json::<RefreshRecord>(Kind::Refresh)
+            .await?
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| !r.is_expired_at(now) && account.is_none_or(|a| r.account == a))
+            .collect())
+    }
+
+    /// Redis expires records by itself: nothing to do.
+    async fn sweep_expired_tokens(&self, _now: SystemTime) -> Result<usize, BackendError> {
+        Ok(0)
     }
 }
 

@@ -164,3 +164,32 @@ async fn redis_down_is_unavailable_then_recovers_without_a_new_store() {
         "the data survived"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_tokens_keep_the_store_contract_with_ttls() {
+    use docker_token_core::refresh::{RefreshPolicy, RefreshRecord, RefreshTokenStore};
+    let redis = RedisServer::start();
+    let store = RedisStore::new(&RedisConfig::new(redis.url()).with_key_prefix("rt:")).unwrap();
+    test_support::refresh_store::exercise(&store).await;
+    // the one record left by the exercise was deleted: the keyspace is empty
+    assert_eq!(redis.cli(&["DBSIZE"]).stdout.trim(), "0");
+    // a record's TTL is its idle deadline, and an update sets it again
+    let policy = RefreshPolicy::new(Duration::from_secs(600), Duration::from_secs(3600));
+    let now = SystemTime::now();
+    let r = RefreshRecord::new(
+        "id-1", "alice", "registry", "docker", "static", &policy, now,
+    );
+    store.insert_token(r.clone()).await.unwrap();
+    let key = store.key_for_refresh_token("id-1");
+    assert!(
+        !key.contains("id-1") && key.starts_with("rt:refresh:"),
+        "{key}"
+    );
+    let t = ttl(&redis, &key);
+    assert!((590..=600).contains(&t), "TTL {t}");
+    let used = r.used_at(now + Duration::from_secs(100), &policy);
+    assert!(store.update_token(used).await.unwrap());
+    let t = ttl(&redis, &key);
+    assert!((690..=700).contains(&t), "TTL after a use {t}");
+    assert!(store.delete_token("id-1").await.unwrap());
+}

@@ -109,13 +109,20 @@ pub struct OidcLoginConfig {
     /// random, so the hash only has to be one-way, not slow).
     #[serde(default = "default_bcrypt_cost")]
     pub bcrypt_cost: u32,
+    /// A file holding the key (at least 32 bytes, e.g. `openssl rand -base64 48`) that signs
+    /// the login-in-progress cookie. Without it each process draws its own key, so a login
+    /// started on one replica cannot finish on another: replicas behind one load balancer
+    /// must share this file (a mounted secret).
+    #[serde(default)]
+    pub cookie_key_file: Option<PathBuf>,
     /// docker_auth's `level_token_db`: the server's persistent store.
     #[serde(default)]
     pub level_token_db: Option<LevelTokenDb>,
     /// docker_auth's older `token_db` (a path): the same as `level_token_db.path`.
     #[serde(default)]
     pub token_db: Option<PathBuf>,
-    /// docker_auth's `redis_token_db` (not supported yet; the server says so).
+    /// docker_auth's `redis_token_db` (`redis_options: {addr, password, db}`): the server
+    /// keeps the credentials in that Redis.
     #[serde(default)]
     pub redis_token_db: Option<serde_json::Value>,
     /// docker_auth's `gcs_token_db` (not supported yet; the server says so).
@@ -225,6 +232,25 @@ impl OidcLoginConfig {
         out
     }
 
+    /// The cookie key from `cookie_key_file` (`None` without one).
+    pub(crate) fn load_cookie_key(&self) -> Result<Option<Password>, ConfigError> {
+        let Some(path) = &self.cookie_key_file else {
+            return Ok(None);
+        };
+        let fail = |m: String| ConfigError::new(m).at("cookie_key_file").at("oidc_auth");
+        let raw = std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
+        let key = Password::new(raw.trim_end());
+        drop(Password::new(raw));
+        if key.expose().len() < 32 {
+            return Err(fail(format!(
+                "{} holds fewer than 32 bytes (use e.g. `openssl rand -base64 48`)",
+                path.display()
+            )));
+        }
+        Ok(Some(key))
+    }
+
     /// The client secret from `client_secret` or `client_secret_file`.
     pub(crate) fn load_secret(&self) -> Result<Password, ConfigError> {
         if let Some(s) = &self.client_secret {
@@ -268,6 +294,7 @@ impl fmt::Debug for OidcLoginConfig {
             .field("password_lifetime", &self.password_lifetime)
             .field("revalidate_after", &self.revalidate_after)
             .field("login_timeout", &self.login_timeout)
+            .field("cookie_key_file", &self.cookie_key_file)
             .field("level_token_db", &self.level_token_db)
             .field("token_db", &self.token_db)
             .finish_non_exhaustive()

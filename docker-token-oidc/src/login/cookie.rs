@@ -1,5 +1,6 @@
 //! The login-in-progress cookie: state, nonce and PKCE verifier, signed with HMAC-SHA256 under
-//! a per-process random key, plus the set of states already used (single use).
+//! a per-process random key or a configured one shared by replicas (`cookie_key_file`), plus
+//! the set of states already used in this process (single use).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -49,6 +50,14 @@ impl CookieSigner {
             key: hmac::Key::new(hmac::HMAC_SHA256, &raw),
             used: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// A signer with a configured key (shared by replicas).
+    pub(crate) fn with_key(key: &[u8]) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            used: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `payload.signature`, both base64url.
@@ -141,6 +150,16 @@ mod tests {
         assert_eq!(
             other.open(&sealed, now).err(),
             Some(CookieError::BadSignature)
+        );
+        // replicas sharing a configured key open each other's cookies
+        let key = [7u8; 32];
+        let (a, b) = (CookieSigner::with_key(&key), CookieSigner::with_key(&key));
+        let sealed = a.seal(&pending(unix_seconds(now) + 60));
+        assert_eq!(b.open(&sealed, now).unwrap().state, "st");
+        assert!(
+            CookieSigner::with_key(&[8u8; 32])
+                .open(&sealed, now)
+                .is_err()
         );
         // a changed payload fails
         let forged = s

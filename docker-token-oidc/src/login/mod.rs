@@ -82,7 +82,10 @@ impl OidcLogin {
         let fail = |m: &str| ConfigError::new(m.to_owned()).at("oidc_auth");
         let http = HttpClient::new(config.http_timeout)
             .map_err(|_| fail("cannot build the HTTP client"))?;
-        let signer = CookieSigner::new().map_err(|_| fail("the system RNG failed"))?;
+        let signer = match config.load_cookie_key()? {
+            Some(key) => CookieSigner::with_key(key.expose().as_bytes()),
+            None => CookieSigner::new().map_err(|_| fail("the system RNG failed"))?,
+        };
         let dummy_hash = bcrypt::hash("not a password", config.bcrypt_cost)
             .map_err(|_| fail("bcrypt failed"))?;
         Ok(Self {

@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Manage robot accounts (CI credentials) in the configuration's `store:`.
+    Robots {
+        #[command(subcommand)]
+        command: crate::robots::RobotsCommand,
+    },
     /// Generate a signing key and a self-signed certificate (and print how to rotate to it).
     GenKey {
         /// Directory to write `<name>.key` and `<name>.crt` into (must not contain them yet).
@@ -152,6 +157,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Explain(args) => explain(&args),
         Command::HashPassword { cost } => hash_password(cost),
         Command::Tokens { command } => tokens(command),
+        Command::Robots { command } => crate::robots::run(command),
         Command::GenKey {
             out_dir,
             name,
@@ -335,7 +341,7 @@ fn tokens(command: TokensCommand) -> ExitCode {
 }
 
 /// A single-threaded runtime for a command; `None` (after saying why) if it cannot start.
-fn runtime() -> Option<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -15,8 +15,11 @@ use docker_token_ldap::{LdapAuthenticator, LdapConfig};
 use docker_token_oidc::{
     OidcLogin, OidcLoginAuthenticator, OidcLoginConfig, OidcTokenAuthenticator, OidcTokenConfig,
 };
+use docker_token_store::robots::RobotAuthenticator;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
+
+use crate::store::{StoreConfig, Stores};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -53,6 +56,10 @@ pub(crate) struct FileConfig {
     /// `oidc_token_auth:` — our addition: IdP access tokens as docker passwords.
     #[serde(default)]
     pub(crate) oidc_token_auth: Option<OidcTokenConfig>,
+    /// `store:` — ours: robot accounts and (unless `oidc_auth` names its own token DB) the
+    /// browser-login credentials; an embedded redb file or Redis (replicas).
+    #[serde(default)]
+    pub(crate) store: Option<StoreConfig>,
     /// The order of the top-level sections in the file (filled after parsing).
     #[serde(skip)]
     pub(crate) section_order: Vec<String>,
@@ -189,20 +196,27 @@ pub(crate) struct Loaded {
     pub(crate) acl: Option<Acl>,
     /// The OIDC browser login (`oidc_auth`), whose routes the server mounts.
     pub(crate) oidc_login: Option<OidcLogin>,
-    /// Its credential store, swept by the server.
+    /// Its credential store, swept by the server when it is an embedded file.
     pub(crate) oidc_store: Option<SharedStore>,
     /// The refresh-token store and policy (`token.refresh`).
     pub(crate) refresh: Option<RefreshTokens>,
+    /// The `store:` section's stores.
+    pub(crate) store: Option<Stores>,
 }
 
-/// The store named by `token.refresh.path` (a redb file), or process memory. Both are
-/// opened once per process, so that a configuration reload keeps the issued tokens.
-pub(crate) fn refresh_tokens(c: &RefreshConfig) -> Result<RefreshTokens, String> {
-    let store: std::sync::Arc<dyn RefreshTokenStore> = match &c.path {
-        Some(p) => std::sync::Arc::new(
+/// The store named by `token.refresh.path` (a redb file), else the top-level `store:` (redb
+/// or Redis), else process memory. The last is kept once per process, so that a
+/// configuration reload keeps the issued tokens.
+pub(crate) fn refresh_tokens(
+    c: &RefreshConfig,
+    top: Option<&Stores>,
+) -> Result<RefreshTokens, String> {
+    let store: std::sync::Arc<dyn RefreshTokenStore> = match (&c.path, top) {
+        (Some(p), _) => std::sync::Arc::new(
             docker_token_store::RedbStore::open(p).map_err(|e| format!("path: {e}"))?,
         ),
-        None => {
+        (None, Some(top)) => top.refresh.clone(),
+        (None, None) => {
             static MEMORY: std::sync::OnceLock<std::sync::Arc<InMemoryRefreshTokenStore>> =
                 std::sync::OnceLock::new();
             MEMORY.get_or_init(Default::default).clone()
@@ -211,52 +225,16 @@ pub(crate) fn refresh_tokens(c: &RefreshConfig) -> Result<RefreshTokens, String>
     Ok(RefreshTokens::new(store, c.policy()))
 }
 
-/// A credential store shared by the login and the sweeper.
+/// A credential store shared by the login and the sweeper; `.1`: it needs sweeping.
 #[derive(Clone)]
-pub(crate) struct SharedStore(pub(crate) std::sync::Arc<dyn docker_token_core::CredentialStore>);
+pub(crate) struct SharedStore(
+    pub(crate) std::sync::Arc<dyn docker_token_core::CredentialStore>,
+    pub(crate) bool,
+);
 
 impl std::fmt::Debug for SharedStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SharedStore")
-    }
-}
-
-/// The store named by `oidc_auth`'s token-DB keys: `level_token_db.path` (or docker_auth's
-/// older `token_db`) is a persistent redb file; none is process memory (lost on restart).
-fn oidc_store(c: &OidcLoginConfig) -> Result<SharedStore, String> {
-    if c.redis_token_db.is_some() {
-        return Err(
-            "redis_token_db is not supported yet; use level_token_db: {path: …}".to_owned(),
-        );
-    }
-    if c.gcs_token_db.is_some() {
-        return Err("gcs_token_db is not supported yet; use level_token_db: {path: …}".to_owned());
-    }
-    let path = match (&c.level_token_db, &c.token_db) {
-        (Some(_), Some(_)) => {
-            return Err("set level_token_db or token_db, not both".to_owned());
-        }
-        (Some(l), None) => Some(l.path.clone()),
-        (None, p) => p.clone(),
-    };
-    match path {
-        Some(p) => docker_token_store::RedbStore::open(&p)
-            .map(|s| SharedStore(std::sync::Arc::new(s)))
-            .map_err(|e| format!("level_token_db: {e}")),
-        None => {
-            tracing::warn!(
-                "oidc_auth has no level_token_db: docker passwords are kept in memory and lost on restart"
-            );
-            // one store per process, so that a configuration reload keeps the passwords
-            static MEMORY: std::sync::OnceLock<SharedStore> = std::sync::OnceLock::new();
-            Ok(MEMORY
-                .get_or_init(|| {
-                    SharedStore(std::sync::Arc::new(
-                        docker_token_core::InMemoryCredentialStore::new(),
-                    ))
-                })
-                .clone())
-        }
     }
 }
 
@@ -318,7 +296,7 @@ impl FileConfig {
         } else {
             Err(LoadError(format!(
                 "{origin}: docker_auth section(s) not supported by docker-token yet: {} \
-                 (supported: server, token, users, htpasswd_file, credential_cache, rate_limit, ldap_auth, oidc_auth, oidc_token_auth, acl)",
+                 (supported: server, token, users, htpasswd_file, credential_cache, rate_limit, ldap_auth, oidc_auth, oidc_token_auth, acl, store)",
                 unsupported.join(", ")
             )))
         }
@@ -430,9 +408,24 @@ impl FileConfig {
             ))),
             None => None,
         };
+        let store = match &self.store {
+            Some(s) => Some(s.build().map_err(|e| err(&format!("store.{e}")))?),
+            None => None,
+        };
         let (oidc_login, oidc_store) = match &self.oidc_auth {
             Some(c) => {
-                let store = oidc_store(c).map_err(|e| err(&format!("oidc_auth: {e}")))?;
+                let (s, sweep) = crate::store::oidc_store(c, store.as_ref())
+                    .map_err(|e| err(&format!("oidc_auth: {e}")))?;
+                let store = SharedStore(s, sweep);
+                let shared = c.redis_token_db.is_some()
+                    || (c.level_token_db.is_none()
+                        && c.token_db.is_none()
+                        && store_is_shared(self.store.as_ref()));
+                if shared && c.cookie_key_file.is_none() {
+                    tracing::warn!(
+                        "oidc_auth uses a shared (Redis) store but has no cookie_key_file: a browser login started on one replica cannot finish on another"
+                    );
+                }
                 let prefix = self.server.path_prefix.as_deref().unwrap_or("");
                 let start = format!("{}/oidc_auth", prefix.trim_end_matches('/'));
                 let login = OidcLogin::new(c, store.0.clone(), start).map_err(|e| err(&e))?;
@@ -446,7 +439,15 @@ impl FileConfig {
         let mut oidc_token = oidc_token;
         // The chain runs in the order the sections appear in the file (docker_auth used a
         // fixed order); `users` and `htpasswd_file` form one static backend.
-        let mut authenticators = Vec::new();
+        // Robots (`robot$NAME`) first: the prefix is theirs.
+        let mut authenticators: Vec<Authn> = store
+            .iter()
+            .map(|s| {
+                Authn::Robots(std::sync::Arc::new(RobotAuthenticator::new(
+                    s.robots.clone(),
+                )))
+            })
+            .collect();
         let mut users = users.map(Authn::Static);
         let mut ldap = ldap.map(|l| Authn::Ldap(std::sync::Arc::new(l)));
         for section in &self.section_order {
@@ -464,7 +465,7 @@ impl FileConfig {
         authenticators.extend(oidc_token.take());
         if authenticators.is_empty() {
             return Err(err(
-                &"no authentication backend configured: add `users:` (an empty map denies everyone), `htpasswd_file:`, `ldap_auth:`, `oidc_auth:` or `oidc_token_auth:`",
+                &"no authentication backend configured: add `users:` (an empty map denies everyone), `htpasswd_file:`, `ldap_auth:`, `oidc_auth:`, `oidc_token_auth:` or `store:` (robot accounts)",
             ));
         }
         let acl = match &self.acl {
@@ -477,7 +478,10 @@ impl FileConfig {
             ));
         }
         let refresh = match &self.token.refresh {
-            Some(c) => Some(refresh_tokens(c).map_err(|e| err(&format!("token.refresh.{e}")))?),
+            Some(c) => Some(
+                refresh_tokens(c, store.as_ref())
+                    .map_err(|e| err(&format!("token.refresh.{e}")))?,
+            ),
             None => None,
         };
         Ok(Loaded {
@@ -488,6 +492,7 @@ impl FileConfig {
             oidc_login,
             oidc_store,
             refresh,
+            store,
         })
     }
 }
@@ -503,6 +508,12 @@ pub(crate) enum Authn {
     OidcLogin(std::sync::Arc<OidcLoginAuthenticator>),
     /// `oidc_token_auth`: IdP access tokens.
     OidcToken(std::sync::Arc<OidcTokenAuthenticator>),
+    /// `store:`: robot accounts.
+    Robots(std::sync::Arc<RobotAuthenticator>),
+}
+
+fn store_is_shared(s: Option<&StoreConfig>) -> bool {
+    s.is_some_and(|s| s.redis.is_some())
 }
 
 /// The top-level keys of a YAML mapping, in document order.

@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod config;
 mod quickstart;
+mod robots;
 mod serve;
 mod store;
 

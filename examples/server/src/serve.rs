@@ -66,6 +66,8 @@ fn build_service_after(
             Authn::Ldap(ldap) => authn.push(ldap.clone()),
             Authn::OidcLogin(a) => authn.push(a.clone()),
             Authn::OidcToken(a) => authn.push(a.clone()),
+            // never cached: a revoked or expired robot is refused from the next request on
+            Authn::Robots(a) => authn.push(a.clone()),
         }
     }
     let mut authz = AuthorizerChain::new();
@@ -244,7 +246,16 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
     };
     let handle = ServiceHandle::new(build_service(&loaded)?);
     let mut sweeper = Sweeper::default();
-    sweeper.follow(loaded.oidc_store.as_ref());
+    sweeper.follow(loaded.oidc_store.as_ref().filter(|s| s.1));
+    if loaded.oidc_store.is_none()
+        && let Some(store) = loaded.store.as_ref().filter(|s| s.needs_sweeping)
+    {
+        // robots (and refresh tokens) of the embedded store; Redis expires its own
+        drop(crate::store::spawn_sweeper(
+            store.credentials.clone(),
+            Duration::from_secs(300),
+        ));
+    }
     if let Some(refresh) = &loaded.refresh {
         drop(crate::store::spawn_refresh_sweeper(
             refresh.store.clone(),
@@ -421,7 +432,7 @@ async fn reload_on_sighup(path: Option<PathBuf>, mut running: Reloadable, server
         };
         match reload(path, &server, running.service.current()).await {
             Ok((service, login, store)) => {
-                running.sweeper.follow(store.as_ref());
+                running.sweeper.follow(store.as_ref().filter(|s| s.1));
                 drop(running.service.replace(service));
                 drop(running.login.replace(login));
                 metrics::counter!(RELOADS_TOTAL, "result" => "ok").increment(1);

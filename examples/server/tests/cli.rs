@@ -423,15 +423,21 @@ acl:
 }
 
 #[test]
-fn oidc_token_dbs_other_than_level_are_named() {
+fn oidc_token_dbs_other_than_level_and_redis_are_named() {
     let oidc = "oidc_auth:\n  issuer: https://idp.example.org\n  redirect_url: https://auth.example.org/oidc_auth\n  client_id: c\n  client_secret: s\n";
-    for (key, value) in [
-        ("redis_token_db", "{addr: \"127.0.0.1:6379\"}"),
-        ("gcs_token_db", "{bucket: b}"),
+    for (key, value, why) in [
+        ("gcs_token_db", "{bucket: b}", "not supported yet"),
+        // docker_auth's redis_token_db works with redis_options, not with a cluster
+        (
+            "redis_token_db",
+            "{redis_cluster_options: {addrs: [x]}}",
+            "not supported",
+        ),
+        ("redis_token_db", "{addr: \"127.0.0.1:6379\"}", "addr"),
     ] {
         let out = check(&format!("{BASE}{oidc}  {key}: {value}\nacl: []\n"));
         assert!(
-            out.stderr.contains(key) && out.stderr.contains("not supported yet"),
+            out.stderr.contains(key) && out.stderr.contains(why),
             "{key}: {}",
             out.stderr
         );
@@ -439,4 +445,85 @@ fn oidc_token_dbs_other_than_level_are_named() {
     // a valid oidc_auth section is not what fails here (the token key is missing)
     let out = check(&format!("{BASE}{oidc}acl: []\n"));
     assert!(!out.stderr.contains("oidc_auth"), "{}", out.stderr);
+}
+
+#[test]
+fn store_section_is_validated() {
+    let cases = [
+        (
+            "store:\n  redis: {url: \"redis://127.0.0.1:6379\", prefix: x}\n",
+            "prefix",
+        ),
+        (
+            "store:\n  redis: {url: \"http://127.0.0.1:6379\"}\n",
+            "store.redis.url",
+        ),
+        (
+            "store:\n  redis: {url: \"redis://:hunter2@127.0.0.1:6379\", tls: {}}\n",
+            "store.redis.tls",
+        ),
+        (
+            "store:\n  redb: {path: /tmp/x.redb}\n  redis: {url: \"redis://h\"}\n",
+            "exactly one",
+        ),
+        ("store: {}\n", "exactly one"),
+        ("store:\n  memcached: {}\n", "memcached"),
+    ];
+    for (section, needle) in cases {
+        let out = check(&format!("{BASE}users: {{}}\nacl: []\n{section}"));
+        assert!(out.stderr.contains(needle), "{section}: {}", out.stderr);
+        assert!(!out.stderr.contains("hunter2"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn robots_need_a_store_and_a_valid_name() {
+    let dir = workdir();
+    let path = dir.path().join("no-store.yml");
+    std::fs::write(&path, format!("{BASE}users: {{}}\nacl: []\n")).unwrap();
+    let out = cli(&["robots", "list", "--config", path.to_str().unwrap()]);
+    assert!(
+        !out.success && out.stderr.contains("store:"),
+        "{}",
+        out.stderr
+    );
+    // an embedded store: create, list, revoke without a running server
+    let db = dir.path().join("state/store.redb");
+    let path = dir.path().join("store.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "{BASE}users: {{}}\nacl: []\nstore:\n  redb: {{path: {}}}\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let cfg = path.to_str().unwrap();
+    let out = cli(&[
+        "robots", "create", "ci", "--config", cfg, "--label", "team=ci",
+    ]);
+    assert!(out.success, "{}", out.stderr);
+    let secret = out.stdout.trim().to_owned();
+    assert!(secret.len() >= 43);
+    let out = cli(&["robots", "list", "--config", cfg]);
+    assert!(
+        out.stdout.contains("robot$ci") && out.stdout.contains("team=ci"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains(&secret));
+    for bad in ["Robot", "a/b", "", "x y", "-x"] {
+        let out = cli(&["robots", "create", bad, "--config", cfg]);
+        assert!(!out.success, "{bad:?} accepted");
+    }
+    let out = cli(&["robots", "create", "x", "--config", cfg, "--expires", "0d"]);
+    assert!(!out.success);
+    let out = cli(&["robots", "revoke", "robot$ci", "--config", cfg]);
+    assert!(
+        out.success && out.stdout.contains("revoked robot$ci"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&["robots", "revoke", "ci", "--config", cfg]);
+    assert!(!out.success);
 }

@@ -247,3 +247,118 @@ pub fn jwt_part(token: &str, index: usize) -> serde_json::Value {
         .expect("base64url");
     serde_json::from_slice(&bytes).expect("json")
 }
+
+/// A minimal cookie-keeping HTTP client that does not follow redirects (curl-style flow).
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub cookies: std::collections::BTreeMap<String, String>,
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: std::collections::BTreeMap::new(),
+        }
+    }
+
+    pub fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    pub fn absorb(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+            let Ok(v) = v.to_str() else { continue };
+            let Some((name, value)) = v.split(';').next().and_then(|p| p.split_once('=')) else {
+                continue;
+            };
+            if value.is_empty() || v.contains("Max-Age=0") || v.contains("expires=Thu, 01 Jan 1970")
+            {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> reqwest::Response {
+        let r = self
+            .client
+            .get(url)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.absorb(&r);
+        r
+    }
+
+    pub async fn post_form(&mut self, url: &str, form: &str) -> reqwest::Response {
+        let r = self
+            .client
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.to_owned())
+            .send()
+            .await
+            .unwrap();
+        self.absorb(&r);
+        r
+    }
+
+    /// `GET /oidc_auth`: the authorization URL (and our cookie in the jar).
+    pub async fn start(&mut self, base: &str) -> String {
+        let r = self.get(&format!("{base}/oidc_auth")).await;
+        assert_eq!(r.status(), 302);
+        location(&r)
+    }
+
+    /// Signs in at the provider; returns the callback URL it redirects to (not followed).
+    pub async fn idp_login(&mut self, auth_url: &str, user: &str, pw: &str, stop: &str) -> String {
+        let mut r = self.get(auth_url).await;
+        for _ in 0..10 {
+            if r.status().is_redirection() {
+                let loc = location(&r);
+                if loc.starts_with(stop) {
+                    return loc;
+                }
+                r = self.get(&loc).await;
+            } else if r.status() == 200 && r.url().path().starts_with("/interaction/") {
+                let url = format!("{}/login", r.url().as_str().split('?').next().unwrap());
+                r = self
+                    .post_form(&url, &format!("username={user}&password={pw}"))
+                    .await;
+            } else {
+                let (status, url) = (r.status(), r.url().clone());
+                panic!("unexpected {status} at {url}: {}", r.text().await.unwrap());
+            }
+        }
+        panic!("too many redirects");
+    }
+
+    pub async fn callback(&mut self, url: &str) -> (u16, String) {
+        let r = self.get(url).await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    let loc = r.headers()[reqwest::header::LOCATION].to_str().unwrap();
+    r.url().join(loc).unwrap().to_string()
+}
+
+pub fn password_of(page: &str) -> String {
+    let start = page
+        .find("<code id=\"password\">")
+        .expect("password on the page")
+        + 20;
+    page[start..].split('<').next().unwrap().to_owned()
+}
