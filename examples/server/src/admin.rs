@@ -190,8 +190,15 @@ pub(crate) fn open_store(file: &FileConfig) -> Result<Arc<dyn RefreshTokenStore>
         return Err("refresh tokens are not enabled (token.refresh)".to_owned());
     };
     let Some(path) = &c.path else {
+        // the top-level store (redb or Redis) holds them
+        if let Some(store) = &file.store {
+            return store
+                .build()
+                .map(|s| s.refresh)
+                .map_err(|e| format!("store.{e}"));
+        }
         return Err(
-            "token.refresh has no path: the tokens live in the server's memory; set server.admin_socket to manage them while it runs"
+            "token.refresh has no path and there is no store: section: the tokens live in the server's memory; set server.admin_socket to manage them while it runs"
                 .to_owned(),
         );
     };

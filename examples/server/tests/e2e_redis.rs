@@ -31,6 +31,7 @@ token:
   expiration: 900
   certificate: {cert}
   key: {key}
+  refresh: {{idle: 1h, absolute: 1d}}   # no path: the tokens live in store: (Redis)
 users:
   admin:
     password: "{admin}"
@@ -128,6 +129,17 @@ fn skopeo_push(dir: &Path, oci: &Path, dst: &str, creds: &str) -> CmdOutput {
             .env("REGISTRY_AUTH_FILE", dir.join("auth.json")),
         T,
     )
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn ttl(redis: &RedisServer, key: &str) -> i64 {
@@ -249,6 +261,59 @@ async fn two_replicas_share_robots_and_logins_through_redis() {
         assert_eq!(status, 200, "{base}: {body}");
     }
 
+    // a refresh token issued by replica A is exchanged on replica B
+    let form = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let post = |base: String, body: String| async move {
+        let r = reqwest::Client::new()
+            .post(format!("{base}/auth"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: serde_json::Value = r.json().await.unwrap();
+        (status, v)
+    };
+    let (status, body) = post(
+        a.clone(),
+        form(&[
+            ("grant_type", "password"),
+            ("username", "admin"),
+            ("password", ADMIN_PW),
+            ("service", SERVICE),
+            ("client_id", "docker"),
+            ("access_type", "offline"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let rt = body["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned();
+    let refresh_form = form(&[
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &rt),
+        ("service", SERVICE),
+        ("client_id", "docker"),
+        ("scope", "repository:any/app:pull"),
+    ]);
+    let (status, body) = post(b.clone(), refresh_form.clone()).await;
+    assert_eq!(status, 200, "replica B accepts A's refresh token: {body}");
+    let rt_key = store.key_for_refresh_token(&docker_token_core::refresh::refresh_token_id(&rt));
+    let rt_ttl = ttl(&redis, &rt_key);
+    assert!(
+        (3500..=3600).contains(&rt_ttl),
+        "refresh-token TTL = idle: {rt_ttl}"
+    );
+
     // every stored item has a TTL, and no key holds a client value
     let robot_ttl = ttl(&redis, &store.key_for_robot("builder"));
     assert!(
@@ -311,6 +376,11 @@ async fn two_replicas_share_robots_and_logins_through_redis() {
     assert!(!list.stdout.contains("builder"), "{}", list.stdout);
     let gone = server_cli(&["robots", "revoke", "builder", "--config", cfg]);
     assert!(!gone.success, "revoking twice fails");
+    // refresh tokens revoked through the command line (no admin socket: the CLI uses Redis)
+    let revoked = server_cli(&["tokens", "revoke", "--config", cfg, "--account", "admin"]);
+    assert_ok("tokens revoke", &revoked);
+    let (status, body) = post(a.clone(), refresh_form.clone()).await;
+    assert_eq!(status, 401, "revoked refresh token: {body}");
     let logs = replicas.a.0.output();
     assert!(
         !logs.contains(&secret) && !logs.contains(password),
