@@ -346,6 +346,11 @@ async fn two_replicas_share_robots_and_logins_through_redis() {
         assert_eq!(status, 503);
         let (status, body) = token(base, "repository:any/x:pull", "admin", ADMIN_PW).await;
         assert_eq!(status, 200, "static users do not need Redis: {body}");
+        let ready = reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(ready.as_u16(), 503, "{base}/readyz while Redis is down");
     }
     let mut replicas = r;
     replicas.a.0.wait_for_line("Redis store unavailable", T);
@@ -362,6 +367,11 @@ async fn two_replicas_share_robots_and_logins_through_redis() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(last.0, 200, "{base} did not recover: {}", last.1);
+        let ready = reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(ready.as_u16(), 200, "{base}/readyz after Redis is back");
     }
     replicas.a.0.wait_for_line("Redis store reachable again", T);
 
