@@ -15,11 +15,13 @@
 //! layer built on these.
 
 mod access;
+mod chain;
 mod challenge;
 mod error;
 #[cfg(test)]
 mod tests;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
@@ -64,6 +66,9 @@ struct Inner {
     by_kid: HashMap<String, usize>,
     /// Standard base64 of a trusted key's certificate (the `x5c` leaf as sent) → index.
     by_certificate: HashMap<String, usize>,
+    /// The trusted keys' certificates (DER): the CA certificates among them are the
+    /// anchors of `x5c` chains whose leaf key is not trusted itself.
+    anchors: Vec<Vec<u8>>,
 }
 
 /// Verifies registry tokens: synchronous, no I/O, keys parsed once at build time.
@@ -78,9 +83,11 @@ struct Inner {
 /// 2. `alg` is ES256, ES384, RS256, RS384 or RS512 **and** in the allow-list — `none`,
 ///    `HS*` (no "public key as HMAC secret"), `PS*`, `EdDSA` are always rejected;
 /// 3. the key: with an `x5c` header, the key of its leaf certificate must be a trusted
-///    key (and the certificate inside its validity period); otherwise `kid` must be the
-///    libtrust fingerprint, the RFC 7638 thumbprint or the JWKS `kid` of a trusted key
-///    (protocol.md §3.2). A `crit` header is refused; `jwk` headers are not supported;
+///    key, or the leaf must chain (through the other `x5c` entries) to a CA certificate
+///    among the trusted ones, every certificate inside its validity period; otherwise
+///    `kid` must be the libtrust fingerprint, the RFC 7638 thumbprint or the JWKS `kid` of
+///    a trusted key (protocol.md §3.2). A `crit` header is refused; `jwk` headers are not
+///    supported;
 /// 4. the signature, with the key parsed once, for an algorithm that fits it (ES256 ⇔
 ///    P-256, ES384 ⇔ P-384, RS* ⇔ RSA);
 /// 5. `iss` equals the issuer, `aud` (a string or an array of strings) contains the
@@ -88,8 +95,9 @@ struct Inner {
 ///    leeway`, `iat` (if present) `≤ now + leeway`; times are integers;
 /// 6. `access` (absent or `null` means none) is a list of `{"type","name","actions"}`.
 ///
-/// Unlike the registry, an `x5c` chain is not validated up to a CA: the leaf's own key
-/// must be trusted (so a bundle holding only a CA certificate trusts no token key).
+/// A token whose `x5c` leaf is a trusted key costs a hash lookup and one signature check;
+/// a leaf issued by a trusted CA costs certificate parsing and signature checks per
+/// request (the registry does the same).
 ///
 /// ```
 /// use std::time::Duration;
@@ -206,15 +214,13 @@ impl TokenVerifier {
         if !inner.algorithms.contains(&algorithm) {
             return Err(VerifyError::AlgorithmNotAllowed(algorithm));
         }
-        let trusted = self.select_key(&header, now)?;
+        let key = self.select_key(&header, now)?;
 
         let signature = BASE64URL_LENIENT
             .decode(signature_b64)
             .map_err(|_| VerifyError::Malformed("the signature is not base64url"))?;
         let signing_input = &token[..header_b64.len() + 1 + claims_b64.len()];
-        trusted
-            .key
-            .verifier
+        key.verifier
             .verify(algorithm, signing_input.as_bytes(), &signature)
             .map_err(|failure| match failure {
                 SignatureFailure::AlgorithmMismatch => VerifyError::AlgorithmMismatch(algorithm),
@@ -227,45 +233,53 @@ impl TokenVerifier {
         let claims: Claims = json_object(&claims_json).ok_or(VerifyError::MalformedClaims(
             "not an object with the registry's claim types",
         ))?;
-        self.check_claims(claims, now, algorithm, &trusted.key)
+        self.check_claims(claims, now, algorithm, &key)
     }
 
-    /// The trusted key the header names (protocol.md §3.2: `x5c` first, then `kid`).
-    fn select_key(&self, header: &Header, now: i64) -> Result<&TrustedKey, VerifyError> {
+    /// The key the header names (protocol.md §3.2: `x5c` first, then `kid`): a trusted
+    /// key, or the leaf key of an `x5c` chain that ends at a trusted CA certificate.
+    fn select_key(&self, header: &Header, now: i64) -> Result<Cow<'_, VerifyingKey>, VerifyError> {
         let inner = &*self.inner;
-        if let Some(chain) = &header.x5c {
-            let leaf = chain.first().ok_or(VerifyError::UnknownKey)?;
-            let (index, validity) = match inner.by_certificate.get(leaf.as_str()) {
-                Some(&i) => (i, inner.keys[i].certificate_validity),
-                None => {
-                    // Another certificate for a trusted key (e.g. re-issued): parse it.
-                    let der = STANDARD
-                        .decode(leaf)
-                        .map_err(|_| VerifyError::Malformed("an x5c entry is not base64"))?;
-                    let cert = parse_certificate(&der).map_err(|_| VerifyError::UnknownKey)?;
-                    let public = PublicKeyInfo::from_spki_der(cert.public_key().raw)
-                        .map_err(|_| VerifyError::UnknownKey)?;
-                    let i = inner
-                        .keys
-                        .iter()
-                        .position(|k| k.key.public.material == public.material)
-                        .ok_or(VerifyError::UnknownKey)?;
-                    (i, Some(validity_of(&cert)))
-                }
-            };
-            if let Some((not_before, not_after)) = validity
+        let Some(x5c) = &header.x5c else {
+            return header
+                .kid
+                .as_deref()
+                .and_then(|kid| inner.by_kid.get(kid))
+                .map(|&i| Cow::Borrowed(&inner.keys[i].key))
+                .ok_or(VerifyError::UnknownKey);
+        };
+        let leaf = x5c.first().ok_or(VerifyError::UnknownKey)?;
+        // The common case: the certificate of a trusted key, byte for byte.
+        if let Some(&i) = inner.by_certificate.get(leaf.as_str()) {
+            let trusted = &inner.keys[i];
+            if let Some((not_before, not_after)) = trusted.certificate_validity
                 && !(not_before..=not_after).contains(&now)
             {
                 return Err(VerifyError::CertificateNotValid);
             }
-            return Ok(&inner.keys[index]);
+            return Ok(Cow::Borrowed(&trusted.key));
         }
-        header
-            .kid
-            .as_deref()
-            .and_then(|kid| inner.by_kid.get(kid))
-            .map(|&i| &inner.keys[i])
-            .ok_or(VerifyError::UnknownKey)
+        let chain = chain::decode_x5c(x5c)?;
+        let cert = parse_certificate(&chain[0]).map_err(|_| VerifyError::UnknownKey)?;
+        let (not_before, not_after) = validity_of(&cert);
+        let public = PublicKeyInfo::from_spki_der(cert.public_key().raw)
+            .map_err(|_| VerifyError::UnknownKey)?;
+        // Another certificate (e.g. re-issued) for a trusted key.
+        if let Some(trusted) = inner
+            .keys
+            .iter()
+            .find(|k| k.key.public.material == public.material)
+        {
+            if !(not_before..=not_after).contains(&now) {
+                return Err(VerifyError::CertificateNotValid);
+            }
+            return Ok(Cow::Borrowed(&trusted.key));
+        }
+        // A leaf issued by a trusted CA: its key is parsed for this token only.
+        chain::verify_path(&chain, &inner.anchors, now)?;
+        VerifyingKey::new(public, Vec::new())
+            .map(Cow::Owned)
+            .map_err(|_| VerifyError::UnknownKey)
     }
 
     fn check_claims(
@@ -465,6 +479,7 @@ impl TokenVerifierBuilder {
         let mut keys = Vec::with_capacity(self.keys.len());
         let mut by_kid = HashMap::new();
         let mut by_certificate = HashMap::new();
+        let mut anchors = Vec::new();
         for (index, (key, kids)) in self.keys.into_iter().enumerate() {
             let ids = [key.libtrust_kid().to_owned(), key.rfc7638_kid().to_owned()];
             for kid in ids.into_iter().chain(kids) {
@@ -478,6 +493,7 @@ impl TokenVerifierBuilder {
                 Some(der) => {
                     let cert = parse_certificate(der)?;
                     by_certificate.insert(STANDARD.encode(der), index);
+                    anchors.push(der.clone());
                     Some(validity_of(&cert))
                 }
                 None => None,
@@ -498,6 +514,7 @@ impl TokenVerifierBuilder {
                 keys,
                 by_kid,
                 by_certificate,
+                anchors,
             }),
         })
     }

@@ -916,3 +916,81 @@ proptest! {
         }
     }
 }
+
+/// A CA (`is_ca`) certificate and key, and a leaf for `leaf_key` (PKCS#8 PEM) signed by it.
+fn ca_and_leaf(is_ca: bool, leaf_key: &str) -> (String, String) {
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    if is_ca {
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let leaf_rcgen = rcgen::KeyPair::from_pem(leaf_key).unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "token signer");
+    let leaf = leaf_params.signed_by(&leaf_rcgen, &issuer).unwrap();
+    (ca.pem(), leaf.pem())
+}
+
+#[test]
+fn x5c_leaves_issued_by_a_trusted_ca_are_accepted() {
+    // protocol.md §9: x5c [leaf signed by bundled CA] and [leaf, CA] → 200.
+    let fresh = SigningKey::generate(Algorithm::ES256, "leaf").unwrap();
+    let key_pem = fresh.key_pem.expose();
+    let (ca, leaf) = ca_and_leaf(true, key_pem);
+    let verifier = TokenVerifier::builder(ISSUER, SERVICE)
+        .certificate_bundle_pem(ca.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    for chain in [format!("{leaf}{ca}"), leaf] {
+        let signer = SigningKey::from_pem(key_pem.as_bytes(), Some(chain.as_bytes())).unwrap();
+        let issuer = TokenIssuer::new(ISSUER, Duration::from_secs(60), KeySet::new(signer.clone()));
+        let token = issuer.issue("alice", SERVICE, &[]).unwrap().token;
+        let verified = verifier.verify(&token).unwrap();
+        assert_eq!(verified.key_id(), signer.rfc7638_kid());
+        // …but the leaf's kid alone is unknown (only the CA is in the bundle, §9).
+        let kid_only = sign(&signer, &header(&signer), &claims());
+        rejects(&verifier, &kid_only, &VerifyError::UnknownKey);
+        // A tampered token still fails on the signature.
+        let (input, _) = token.rsplit_once('.').unwrap();
+        let other = SigningKey::generate(Algorithm::ES256, "x").unwrap().key;
+        let forged = format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(other.sign(input.as_bytes()).unwrap())
+        );
+        rejects(&verifier, &forged, &VerifyError::BadSignature);
+    }
+    // An issuer without CA:TRUE in the bundle does not make its leaves trusted.
+    let (not_ca, leaf) = ca_and_leaf(false, key_pem);
+    let verifier = TokenVerifier::builder(ISSUER, SERVICE)
+        .certificate_bundle_pem(not_ca.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let signer = SigningKey::from_pem(key_pem.as_bytes(), Some(leaf.as_bytes())).unwrap();
+    let token = TokenIssuer::new(ISSUER, Duration::from_secs(60), KeySet::new(signer))
+        .issue("alice", SERVICE, &[])
+        .unwrap()
+        .token;
+    rejects(&verifier, &token, &VerifyError::UnknownKey);
+    // A leaf from another CA with the same name does not chain either.
+    let (_, foreign_leaf) = ca_and_leaf(true, key_pem);
+    let verifier = TokenVerifier::builder(ISSUER, SERVICE)
+        .certificate_bundle_pem(ca.as_bytes())
+        .unwrap()
+        .build()
+        .unwrap();
+    let signer = SigningKey::from_pem(key_pem.as_bytes(), Some(foreign_leaf.as_bytes())).unwrap();
+    let token = TokenIssuer::new(ISSUER, Duration::from_secs(60), KeySet::new(signer))
+        .issue("alice", SERVICE, &[])
+        .unwrap()
+        .token;
+    rejects(&verifier, &token, &VerifyError::UnknownKey);
+}
