@@ -85,9 +85,9 @@ struct Inner {
 /// 3. the key: with an `x5c` header, the key of its leaf certificate must be a trusted
 ///    key, or the leaf must chain (through the other `x5c` entries) to a CA certificate
 ///    among the trusted ones, every certificate inside its validity period; otherwise
-///    `kid` must be the libtrust fingerprint, the RFC 7638 thumbprint or the JWKS `kid` of
-///    a trusted key (protocol.md §3.2). A `crit` header is refused; `jwk` headers are not
-///    supported;
+///    a `jwk` header must hold a trusted key (and a `kid` member in it must be that key's
+///    id); otherwise `kid` must be the libtrust fingerprint, the RFC 7638 thumbprint or
+///    the JWKS `kid` of a trusted key (protocol.md §3.2). A `crit` header is refused;
 /// 4. the signature, with the key parsed once, for an algorithm that fits it (ES256 ⇔
 ///    P-256, ES384 ⇔ P-384, RS* ⇔ RSA);
 /// 5. `iss` equals the issuer, `aud` (a string or an array of strings) contains the
@@ -241,6 +241,9 @@ impl TokenVerifier {
     fn select_key(&self, header: &Header, now: i64) -> Result<Cow<'_, VerifyingKey>, VerifyError> {
         let inner = &*self.inner;
         let Some(x5c) = &header.x5c else {
+            if let Some(jwk) = &header.jwk {
+                return self.select_by_jwk(jwk).map(Cow::Borrowed);
+            }
             return header
                 .kid
                 .as_deref()
@@ -280,6 +283,25 @@ impl TokenVerifier {
         VerifyingKey::new(public, Vec::new())
             .map(Cow::Owned)
             .map_err(|_| VerifyError::UnknownKey)
+    }
+
+    /// A `jwk` header (without `x5c`): the embedded key must be a trusted key, and a `kid`
+    /// member in it must be one of that key's ids. (Registry 2.8 trusts the key's libtrust
+    /// fingerprint, 3.x the `kid` member; this accepts what both agree on.)
+    fn select_by_jwk(&self, jwk: &serde_json::Value) -> Result<&VerifyingKey, VerifyError> {
+        let inner = &*self.inner;
+        let embedded = VerifyingKey::from_jwk(jwk).map_err(|_| VerifyError::UnknownKey)?;
+        let index = inner
+            .keys
+            .iter()
+            .position(|k| k.key.public.material == embedded.public.material)
+            .ok_or(VerifyError::UnknownKey)?;
+        match jwk.get("kid") {
+            None => {}
+            Some(serde_json::Value::String(kid)) if inner.by_kid.get(kid) == Some(&index) => {}
+            Some(_) => return Err(VerifyError::UnknownKey),
+        }
+        Ok(&inner.keys[index].key)
     }
 
     fn check_claims(
@@ -630,6 +652,8 @@ struct Header {
     kid: Option<String>,
     #[serde(default)]
     x5c: Option<Vec<String>>,
+    #[serde(default)]
+    jwk: Option<serde_json::Value>,
     #[serde(default)]
     crit: Option<serde::de::IgnoredAny>,
 }

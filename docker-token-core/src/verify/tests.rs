@@ -352,28 +352,31 @@ fn rejects_expired_and_not_yet_valid_tokens_with_the_registry_leeway() {
         &VerifyError::NotYetValid,
     );
 
-    // verify_at and a custom leeway.
-    let token = sign(&key, &header(&key), &claims());
+    // verify_at and a custom leeway, relative to the token's own times.
+    let c = claims();
+    let (exp, nbf) = (c["exp"].as_i64().unwrap(), c["nbf"].as_i64().unwrap());
+    let token = sign(&key, &header(&key), &c);
     let strict = TokenVerifier::builder(ISSUER, SERVICE)
         .key_set(&KeySet::new(key.clone()))
         .leeway(Duration::ZERO)
         .build()
         .unwrap();
     let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs());
-    assert!(strict.verify_at(&token, at(now + 300)).is_ok());
+    assert!(strict.verify_at(&token, at(exp)).is_ok());
     assert_eq!(
-        strict.verify_at(&token, at(now + 301)),
+        strict.verify_at(&token, at(exp + 1)),
         Err(VerifyError::Expired)
     );
-    assert!(verifier.verify_at(&token, at(now + 360)).is_ok());
+    assert!(verifier.verify_at(&token, at(exp + 60)).is_ok());
     assert_eq!(
-        verifier.verify_at(&token, at(now + 361)),
+        verifier.verify_at(&token, at(exp + 61)),
         Err(VerifyError::Expired)
     );
     assert_eq!(
-        strict.verify_at(&token, at(now - 11)),
+        strict.verify_at(&token, at(nbf - 1)),
         Err(VerifyError::NotYetValid)
     );
+    assert!(verifier.verify_at(&token, at(nbf - 50)).is_ok()); // iat = nbf + 10
 }
 
 #[test]
@@ -569,6 +572,47 @@ fn selects_the_key_by_x5c_first() {
     let h = json!({"alg": "ES256", "x5c": ["%%%"]});
     let error = verifier.verify(&sign(&signer, &h, &claims())).unwrap_err();
     assert!(matches!(error, VerifyError::Malformed(_)), "{error:?}");
+}
+
+#[test]
+fn jwk_headers_must_hold_a_trusted_key() {
+    // protocol.md §9: jwk (root key, no kid member) ✔, with libtrust kid ✔.
+    let key = key(Algorithm::ES256);
+    let verifier = verifier(Algorithm::ES256);
+    let mut jwk = key.public_jwk();
+    jwk.as_object_mut().unwrap().remove("kid");
+    let h = json!({"alg": "ES256", "jwk": jwk});
+    assert!(verifier.verify(&sign(&key, &h, &claims())).is_ok());
+    jwk["kid"] = json!(key.libtrust_kid());
+    let h = json!({"alg": "ES256", "jwk": jwk});
+    assert!(verifier.verify(&sign(&key, &h, &claims())).is_ok());
+    // a kid member of another (or no) trusted key
+    jwk["kid"] = json!("someone-else");
+    let h = json!({"alg": "ES256", "jwk": jwk});
+    rejects(
+        &verifier,
+        &sign(&key, &h, &claims()),
+        &VerifyError::UnknownKey,
+    );
+    // an untrusted key embedded, even with a trusted key's kid member
+    let stranger = SigningKey::generate(Algorithm::ES256, "stranger")
+        .unwrap()
+        .key;
+    let mut jwk = stranger.public_jwk();
+    jwk["kid"] = json!(key.libtrust_kid());
+    let h = json!({"alg": "ES256", "jwk": jwk, "kid": key.libtrust_kid()});
+    rejects(
+        &verifier,
+        &sign(&stranger, &h, &claims()),
+        &VerifyError::UnknownKey,
+    );
+    // a symmetric key in the header is never a trusted key
+    let h = json!({"alg": "ES256", "jwk": {"kty": "oct", "k": "c2VjcmV0"}});
+    rejects(
+        &verifier,
+        &sign(&key, &h, &claims()),
+        &VerifyError::UnknownKey,
+    );
 }
 
 #[test]
