@@ -193,3 +193,28 @@ async fn refresh_tokens_keep_the_store_contract_with_ttls() {
     assert!((690..=700).contains(&t), "TTL after a use {t}");
     assert!(store.delete_token("id-1").await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_configured_ca() {
+    use docker_token_redis::RedisTlsConfig;
+    let redis = RedisServer::start_tls();
+    assert!(redis.url().starts_with("rediss://"));
+    let config = RedisConfig::new(redis.url())
+        .with_tls(RedisTlsConfig::default().with_ca_file(redis.ca_file()));
+    let store = RedisStore::new(&config).unwrap();
+    store.ping().await.unwrap();
+    store
+        .put(
+            "tls-user",
+            StoredCredential::new("tls-user", "h", in_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert!(store.get("tls-user").await.unwrap().is_some());
+    let key = store.key_for_credential("tls-user");
+    assert_eq!(redis.cli(&["EXISTS", &key]).stdout.trim(), "1");
+    // without the CA (the system's roots) the server's certificate is refused: unavailable
+    let untrusted = RedisStore::new(&RedisConfig::new(redis.url())).unwrap();
+    let err = untrusted.ping().await.unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Unavailable, "{err}");
+}

@@ -16,11 +16,12 @@ const INSTALL: &str = "apt-get install redis-server";
 /// A running (or stopped) test Redis.
 #[derive(Debug)]
 pub struct RedisServer {
-    /// Its port on 127.0.0.1.
+    /// Its port on 127.0.0.1 (the TLS port with [`RedisServer::start_tls`]).
     pub port: u16,
     dir: TempDir,
     bin: PathBuf,
     process: Option<Process>,
+    tls: bool,
 }
 
 impl RedisServer {
@@ -28,14 +29,29 @@ impl RedisServer {
     /// installed.
     #[must_use]
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// Starts `redis-server` speaking TLS only, with a certificate for `127.0.0.1` signed by
+    /// a throwaway CA ([`RedisServer::ca_file`]); needs `openssl`.
+    #[must_use]
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         let bin = require_binary("redis-server", INSTALL);
         let mut dir = workdir();
+        if tls {
+            make_certificates(dir.path());
+        }
         for _attempt in 0..3 {
             let mut s = Self {
                 port: free_port(),
                 dir,
                 bin: bin.clone(),
                 process: None,
+                tls,
             };
             match s.spawn() {
                 Ok(()) => return s,
@@ -50,9 +66,17 @@ impl RedisServer {
 
     fn spawn(&mut self) -> Result<(), String> {
         let mut cmd = Command::new(&self.bin);
+        if self.tls {
+            let file = |n: &str| self.dir.path().join(n).display().to_string();
+            cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args(["--tls-cert-file", &file("server.crt")])
+                .args(["--tls-key-file", &file("server.key")])
+                .args(["--tls-ca-cert-file", &file("ca.crt")])
+                .args(["--tls-auth-clients", "no"]);
+        } else {
+            cmd.args(["--port", &self.port.to_string()]);
+        }
         cmd.args([
-            "--port",
-            &self.port.to_string(),
             "--bind",
             "127.0.0.1",
             "--protected-mode",
@@ -84,10 +108,17 @@ impl RedisServer {
         }
     }
 
-    /// `redis://127.0.0.1:<port>/0`.
+    /// `redis://127.0.0.1:<port>/0` (`rediss://` with TLS).
     #[must_use]
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The CA certificate (PEM) that signed the TLS server's certificate.
+    #[must_use]
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// Stops it (SIGTERM: the append-only file is complete); the port stays reserved in
@@ -111,12 +142,12 @@ impl RedisServer {
     #[must_use]
     pub fn cli(&self, args: &[&str]) -> CmdOutput {
         let bin = require_binary("redis-cli", INSTALL);
-        run(
-            Command::new(bin)
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-                .args(args),
-            Duration::from_secs(30),
-        )
+        let mut cmd = Command::new(bin);
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
+        if self.tls {
+            cmd.arg("--tls").arg("--cacert").arg(self.ca_file());
+        }
+        run(cmd.args(args), Duration::from_secs(30))
     }
 
     /// What the server printed so far.
@@ -126,5 +157,68 @@ impl RedisServer {
             .as_ref()
             .map(Process::output)
             .unwrap_or_default()
+    }
+}
+
+/// A CA and a server certificate for 127.0.0.1 (EC P-256), with `openssl`.
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = require_binary("openssl", "apt-get install openssl");
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
+    let steps: [&[&str]; 3] = [
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=redis-test-ca",
+        ],
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    ];
+    for args in steps {
+        let out = run(
+            Command::new(&openssl).args(args).current_dir(dir),
+            Duration::from_secs(30),
+        );
+        assert!(out.success, "openssl {args:?} failed: {}", out.stderr);
     }
 }
