@@ -43,7 +43,8 @@ impl RedisServer {
         let bin = require_binary("redis-server", INSTALL);
         let mut dir = workdir();
         if tls {
-            make_certificates(dir.path());
+            // ca.crt, server.crt (localhost, 127.0.0.1), server.key
+            crate::slapd::make_tls(dir.path());
         }
         for _attempt in 0..3 {
             let mut s = Self {
@@ -157,68 +158,5 @@ impl RedisServer {
             .as_ref()
             .map(Process::output)
             .unwrap_or_default()
-    }
-}
-
-/// A CA and a server certificate for 127.0.0.1 (EC P-256), with `openssl`.
-fn make_certificates(dir: &std::path::Path) {
-    let openssl = require_binary("openssl", "apt-get install openssl");
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("write san.ext");
-    let steps: [&[&str]; 3] = [
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=redis-test-ca",
-        ],
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    ];
-    for args in steps {
-        let out = run(
-            Command::new(&openssl).args(args).current_dir(dir),
-            Duration::from_secs(30),
-        );
-        assert!(out.success, "openssl {args:?} failed: {}", out.stderr);
     }
 }

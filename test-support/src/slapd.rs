@@ -94,7 +94,7 @@ fn hash(password: &str) -> String {
 
 /// A CA and a leaf for `localhost`/`127.0.0.1` signed by it (CA:FALSE, so rustls accepts it),
 /// plus an unrelated CA for negative tests. Keys stay in the temporary directory.
-fn make_tls(tls: &Path) {
+pub(crate) fn make_tls(tls: &Path) {
     std::fs::create_dir_all(tls).expect("create tls dir");
     let ec = [
         "-newkey",
