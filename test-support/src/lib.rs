@@ -414,3 +414,31 @@ pub fn workspace_binary(package: &str, binary: &str) -> PathBuf {
     );
     path
 }
+
+/// Panics with the command's output unless it succeeded.
+pub fn assert_ok(what: &str, out: &CmdOutput) {
+    assert!(
+        out.success,
+        "{what} failed:\nstdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+}
+
+/// Panics unless the command failed with an authentication/authorization error (as skopeo,
+/// podman and docker word a registry's 401).
+pub fn assert_auth_failure(what: &str, out: &CmdOutput) {
+    assert!(
+        !out.success,
+        "{what} should have failed but succeeded: {}",
+        out.stdout
+    );
+    let e = out.stderr.to_lowercase();
+    assert!(
+        e.contains("unauthorized")
+            || e.contains("authentication required")
+            || e.contains("denied")
+            || e.contains("invalid username/password"),
+        "{what}: expected an auth error, got: {}",
+        out.stderr
+    );
+}

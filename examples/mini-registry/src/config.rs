@@ -83,7 +83,8 @@ pub(crate) struct AuthSection {
     /// A PEM bundle of the signing certificates (the registry's `rootcertbundle`).
     #[serde(default)]
     pub(crate) rootcertbundle: Option<PathBuf>,
-    /// Seconds between re-reads of `jwks_url` (default 60).
+    /// Seconds between re-reads of `jwks_url` (default 60; sooner when the response's
+    /// `Cache-Control: max-age` is shorter).
     #[serde(default = "default_jwks_refresh")]
     pub(crate) jwks_refresh: u64,
 }

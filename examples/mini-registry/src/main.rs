@@ -168,7 +168,7 @@ async fn load_verifier(
             let mut attempt = 0;
             loop {
                 match fetch_jwks(url, issuer, service).await {
-                    Ok(v) => return Ok(v),
+                    Ok((v, _)) => return Ok(v),
                     Err(e) if attempt >= 9 => return Err(format!("auth.jwks_url: {e}")),
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot read the JWKS yet; retrying");
@@ -191,7 +191,12 @@ async fn load_verifier(
     built.map_err(|e| format!("auth: {}", display_chain(&e)))
 }
 
-async fn fetch_jwks(url: &str, issuer: &str, service: &str) -> Result<TokenVerifier, String> {
+/// The verifier from the JWKS at `url`, and the document's `Cache-Control: max-age`.
+async fn fetch_jwks(
+    url: &str,
+    issuer: &str,
+    service: &str,
+) -> Result<(TokenVerifier, Option<Duration>), String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -204,17 +209,34 @@ async fn fetch_jwks(url: &str, issuer: &str, service: &str) -> Result<TokenVerif
     if !response.status().is_success() {
         return Err(format!("GET {url}: status {}", response.status()));
     }
+    let max_age = response
+        .headers()
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(max_age);
     let body = response
         .bytes()
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
-    TokenVerifier::builder(issuer, service)
+    let verifier = TokenVerifier::builder(issuer, service)
         .jwks(&body)
         .and_then(|b| b.build())
-        .map_err(|e| format!("{url}: {}", display_chain(&e)))
+        .map_err(|e| format!("{url}: {}", display_chain(&e)))?;
+    Ok((verifier, max_age))
 }
 
-/// Re-reads the JWKS every `every`; a failure keeps the keys we have.
+/// `max-age=N` of a `Cache-Control` value.
+fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|d| {
+        let (k, v) = d.trim().split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("max-age")
+            .then(|| v.trim().parse().ok().map(Duration::from_secs))?
+    })
+}
+
+/// Re-reads the JWKS every `every` — sooner if the server's `Cache-Control: max-age` says so
+/// (at most once a second); a failure keeps the keys we have.
 async fn refresh_jwks(
     url: String,
     issuer: String,
@@ -222,14 +244,17 @@ async fn refresh_jwks(
     every: Duration,
     handle: VerifierHandle,
 ) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.tick().await; // the first tick is immediate; the keys were just loaded
+    let mut wait = every;
     loop {
-        ticks.tick().await;
+        tokio::time::sleep(wait).await;
+        wait = every;
         match fetch_jwks(&url, &issuer, &service).await {
-            Ok(v) => {
+            Ok((v, max_age)) => {
                 tracing::debug!("JWKS refreshed");
                 handle.replace(v);
+                if let Some(age) = max_age {
+                    wait = every.min(age).max(Duration::from_secs(1));
+                }
             }
             Err(e) => tracing::warn!(error = %e, "JWKS refresh failed; keeping the previous keys"),
         }
@@ -253,4 +278,20 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_control_max_age() {
+        assert_eq!(
+            max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(max_age("Max-Age = 5"), Some(Duration::from_secs(5)));
+        assert_eq!(max_age("no-store"), None);
+        assert_eq!(max_age("max-age=x"), None);
+    }
 }

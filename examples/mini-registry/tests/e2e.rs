@@ -7,8 +7,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{ALICE_PW, Env, Mode, T, assert_auth_failure, assert_ok};
-use test_support::{require_binary, run_with_stdin};
+use common::{ALICE_PW, Env, Mode, T};
+use test_support::{assert_auth_failure, assert_ok, require_binary, run_with_stdin};
 
 /// skopeo push/pull/inspect/list-tags/copy/delete, ACL denials and anonymous pulls.
 fn skopeo_workflow(env: &Env) {

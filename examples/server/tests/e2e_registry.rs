@@ -7,32 +7,7 @@ mod common;
 use std::process::Command;
 
 use common::{ADMIN_PW, ALICE_PW, Env, Opts, T, jwt_part};
-use test_support::{require_binary, run_with_stdin};
-
-fn assert_ok(what: &str, out: &test_support::CmdOutput) {
-    assert!(
-        out.success,
-        "{what} failed:\nstdout: {}\nstderr: {}",
-        out.stdout, out.stderr
-    );
-}
-
-fn assert_auth_failure(what: &str, out: &test_support::CmdOutput) {
-    assert!(
-        !out.success,
-        "{what} should have failed but succeeded: {}",
-        out.stdout
-    );
-    let e = out.stderr.to_lowercase();
-    assert!(
-        e.contains("unauthorized")
-            || e.contains("authentication required")
-            || e.contains("denied")
-            || e.contains("invalid username/password"),
-        "{what}: expected an auth error, got: {}",
-        out.stderr
-    );
-}
+use test_support::{assert_auth_failure, assert_ok, require_binary, run_with_stdin};
 
 #[test]
 fn skopeo_push_pull_delete_copy_and_denials() {

@@ -132,6 +132,15 @@ impl Env {
 
     /// `extra_auth` is appended to the registry's `auth:` section (e.g. `  jwks_refresh: 1\n`).
     pub fn start_with(mode: Mode, extra_auth: &str) -> Self {
+        Self::start_full(mode, "", extra_auth)
+    }
+
+    /// `extra_registry` is appended to the registry's `registry:` section.
+    pub fn start_with_registry(mode: Mode, extra_registry: &str) -> Self {
+        Self::start_full(mode, extra_registry, "")
+    }
+
+    fn start_full(mode: Mode, extra_registry: &str, extra_auth: &str) -> Self {
         let dir = workdir();
         let keys = gen_key(dir.path(), "keys");
         let sections = auth_sections(&keys);
@@ -139,14 +148,14 @@ impl Env {
             Mode::Separate => {
                 let (server, base) = start_token_server(dir.path(), &sections);
                 let config = format!(
-                    "registry:\n  addr: \"127.0.0.1:0\"\nauth:\n  realm: \"{base}/auth\"\n  service: \"{SERVICE}\"\n  issuer: \"{ISSUER}\"\n  jwks_url: \"{base}/.well-known/jwks.json\"\n{extra_auth}"
+                    "registry:\n  addr: \"127.0.0.1:0\"\n{extra_registry}auth:\n  realm: \"{base}/auth\"\n  service: \"{SERVICE}\"\n  issuer: \"{ISSUER}\"\n  jwks_url: \"{base}/.well-known/jwks.json\"\n{extra_auth}"
                 );
                 let (registry, host) = start_registry(dir.path(), "registry.yml", &config);
                 (Some(server), registry, host, base)
             }
             Mode::SingleProcess => {
                 let config = format!(
-                    "registry:\n  addr: \"127.0.0.1:0\"\nauth:\n  service: \"{SERVICE}\"\n{extra_auth}{sections}"
+                    "registry:\n  addr: \"127.0.0.1:0\"\n{extra_registry}auth:\n  service: \"{SERVICE}\"\n{extra_auth}{sections}"
                 );
                 let (registry, host) = start_registry(dir.path(), "registry.yml", &config);
                 let base = format!("http://{host}");
@@ -230,29 +239,4 @@ impl Env {
         }
         s
     }
-}
-
-pub fn assert_ok(what: &str, out: &CmdOutput) {
-    assert!(
-        out.success,
-        "{what} failed:\nstdout: {}\nstderr: {}",
-        out.stdout, out.stderr
-    );
-}
-
-pub fn assert_auth_failure(what: &str, out: &CmdOutput) {
-    assert!(
-        !out.success,
-        "{what} should have failed but succeeded: {}",
-        out.stdout
-    );
-    let e = out.stderr.to_lowercase();
-    assert!(
-        e.contains("unauthorized")
-            || e.contains("authentication required")
-            || e.contains("denied")
-            || e.contains("invalid username/password"),
-        "{what}: expected an auth error, got: {}",
-        out.stderr
-    );
 }
