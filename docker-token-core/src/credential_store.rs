@@ -122,10 +122,11 @@ impl StoredCredential {
     }
 
     /// Checks a docker password against the stored bcrypt hash (in constant time; false for
-    /// a malformed hash).
+    /// a malformed hash and for passwords over 72 bytes, see
+    /// [`verify_bcrypt`](crate::static_users::verify_bcrypt)).
     #[must_use]
     pub fn verify_password(&self, candidate: &Password) -> bool {
-        bcrypt::verify(candidate.expose(), &self.password_hash).unwrap_or(false)
+        crate::static_users::verify_bcrypt(candidate.expose(), &self.password_hash)
     }
 }
 

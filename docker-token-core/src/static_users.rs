@@ -261,6 +261,34 @@ pub(crate) async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + '
 }
 
 fn verify(password: &str, hash: &str) -> bool {
+    verify_bcrypt(password, hash)
+}
+
+/// The longest password (in bytes) bcrypt looks at: it ignores everything after byte 72.
+pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
+
+/// Checks `password` against a bcrypt `hash`, in constant time; `false` for a malformed hash.
+///
+/// Passwords longer than [`BCRYPT_MAX_PASSWORD_BYTES`] are **rejected** instead of being
+/// truncated as bcrypt (and `htpasswd -B`) do: otherwise every password that shares the
+/// first 72 bytes with the real one would log in. A hash made (by another tool) from a longer
+/// password therefore only accepts its first 72 bytes — the password bcrypt actually
+/// hashed. `docker-token-server hash-password` refuses such passwords.
+///
+/// ```
+/// use docker_token_core::static_users::verify_bcrypt;
+///
+/// let long = "x".repeat(72);
+/// let hash = bcrypt::hash(&long, 4).unwrap();
+/// assert!(verify_bcrypt(&long, &hash));
+/// assert!(!verify_bcrypt(&format!("{long}suffix"), &hash), "no truncation");
+/// assert!(!verify_bcrypt("x", "not a hash"));
+/// ```
+#[must_use]
+pub fn verify_bcrypt(password: &str, hash: &str) -> bool {
+    if password.len() > BCRYPT_MAX_PASSWORD_BYTES {
+        return false;
+    }
     // bcrypt's own comparison is constant-time; an error (malformed hash) is a mismatch.
     bcrypt::verify(password, hash).unwrap_or(false)
 }
@@ -387,6 +415,32 @@ mod tests {
                 AuthnOutcome::Authenticated(_)
             ));
         }
+    }
+
+    /// bcrypt ignores bytes after the 72nd; a password that only shares them must not log in.
+    #[tokio::test]
+    async fn passwords_over_72_bytes_are_rejected_not_truncated() {
+        let exact = "p".repeat(BCRYPT_MAX_PASSWORD_BYTES);
+        let u = users(&[("long", Some(hash(&exact)), &[])]).unwrap();
+        assert!(matches!(
+            u.authenticate(&LoginAttempt::new("long", exact.as_str()))
+                .await
+                .unwrap(),
+            AuthnOutcome::Authenticated(_)
+        ));
+        for extra in ["x", "p", &"q".repeat(1000)] {
+            assert_eq!(
+                u.authenticate(&LoginAttempt::new("long", format!("{exact}{extra}")))
+                    .await
+                    .unwrap(),
+                AuthnOutcome::Rejected,
+                "a password sharing the first 72 bytes must not log in"
+            );
+        }
+        // a hash another tool made from a longer password accepts exactly what bcrypt hashed
+        let made_long = bcrypt::hash(format!("{exact}tail"), 4).unwrap();
+        assert!(verify_bcrypt(&exact, &made_long));
+        assert!(!verify_bcrypt(&format!("{exact}tail"), &made_long));
     }
 
     #[tokio::test]

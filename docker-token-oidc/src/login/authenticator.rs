@@ -48,7 +48,7 @@ impl OidcLoginAuthenticator {
 
     async fn bcrypt_verify(hash: String, password: Password) -> bool {
         tokio::task::spawn_blocking(move || {
-            bcrypt::verify(password.expose(), &hash).unwrap_or(false)
+            docker_token_core::static_users::verify_bcrypt(password.expose(), &hash)
         })
         .await
         .unwrap_or(false)

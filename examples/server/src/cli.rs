@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use docker_token_core::keys::{Algorithm, SigningKey};
 use docker_token_core::scope::parse_scopes;
+use docker_token_core::static_users::BCRYPT_MAX_PASSWORD_BYTES;
 use docker_token_core::token::rfc3339;
 use docker_token_core::{Identity, display_chain};
 
@@ -358,6 +359,14 @@ fn hash_password(cost: u32) -> ExitCode {
     let password = line.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
         eprintln!("the password is empty");
+        return ExitCode::from(1);
+    }
+    if password.len() > BCRYPT_MAX_PASSWORD_BYTES {
+        eprintln!(
+            "the password is {} bytes long; bcrypt only uses the first {BCRYPT_MAX_PASSWORD_BYTES} \
+             and this server rejects longer passwords at login: choose a shorter one",
+            password.len()
+        );
         return ExitCode::from(1);
     }
     match bcrypt::hash(password, cost) {

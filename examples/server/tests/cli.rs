@@ -209,6 +209,21 @@ fn explain_json_shape_and_exit_codes() {
     assert_eq!(status.status.code(), Some(2));
 }
 
+/// bcrypt only hashes 72 bytes and the server rejects longer passwords at login, so a
+/// longer one must not get a hash that would accept only its first 72 bytes.
+#[test]
+fn hash_password_refuses_passwords_over_72_bytes() {
+    let out = test_support::run_with_stdin(
+        Command::new(SERVER).args(["hash-password", "--cost", "4"]),
+        &format!("{}\n", "p".repeat(73)),
+        T,
+    );
+    assert!(!out.success, "{}", out.stdout);
+    assert!(out.stderr.contains("73 bytes long"), "{}", out.stderr);
+    assert!(out.stdout.is_empty(), "no hash printed: {}", out.stdout);
+    assert!(common::hash(&"p".repeat(72)).starts_with("$2"));
+}
+
 #[test]
 fn hash_password_and_gen_key() {
     let h = common::hash("correct horse");
