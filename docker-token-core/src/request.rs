@@ -114,6 +114,9 @@ impl Credentials {
         let (username, password) = decoded
             .split_once(':')
             .ok_or_else(|| invalid("Basic credentials have no ':' after the user name"))?;
+        if username.chars().any(char::is_control) {
+            return Err(invalid("the user name contains control characters"));
+        }
         Ok(Self::Basic {
             username: username.to_owned(),
             password: Password::new(password),
@@ -229,8 +232,9 @@ impl TokenRequest {
     /// `username`/`password` fields; when both are given they must agree. For the refresh
     /// grant, credentials come only from the header (usually there are none).
     ///
-    /// Invalid UTF-8 in the body is decoded lossily (as `form_urlencoded` does), which can
-    /// only make a password fail to match.
+    /// A recognised field whose value is not UTF-8 after percent-decoding is an error (also
+    /// in GET queries); `service`, `account`, `client_id` and `username` must not contain
+    /// control characters.
     ///
     /// # Errors
     ///
@@ -382,41 +386,91 @@ struct Params {
 impl Params {
     fn parse(input: &[u8], source: Source) -> Result<Self, Error> {
         let mut p = Self::default();
-        for (key, value) in form_urlencoded::parse(input) {
-            match (source, key.as_ref()) {
-                (_, "scope") => p.scope.push(value.into_owned()),
-                (_, "service") => set_once(&mut p.service, "service", value.into_owned())?,
-                (_, "account") => set_once(&mut p.account, "account", value.into_owned())?,
-                (_, "client_id") => set_once(&mut p.client_id, "client_id", value.into_owned())?,
-                (Source::Query, "offline_token") => {
-                    set_once(&mut p.offline_token, "offline_token", value.into_owned())?;
-                }
-                (Source::Form, "access_type") => {
-                    set_once(&mut p.access_type, "access_type", value.into_owned())?;
-                }
-                (Source::Form, "grant_type") => {
-                    set_once(&mut p.grant_type, "grant_type", value.into_owned())?;
-                }
-                (Source::Form, "username") => {
-                    set_once(&mut p.username, "username", value.into_owned())?;
-                }
-                (Source::Form, "password") => {
-                    set_once(
-                        &mut p.password,
-                        "password",
-                        Password::new(value.into_owned()),
-                    )?;
-                }
-                (Source::Form, "refresh_token") => {
-                    let token = Password::new(value.into_owned());
-                    set_once(&mut p.refresh_token, "refresh_token", token)?;
-                }
+        for pair in input.split(|&b| b == b'&').filter(|pair| !pair.is_empty()) {
+            let (key, raw_value) = match pair.iter().position(|&b| b == b'=') {
+                Some(i) => (
+                    pair.get(..i).unwrap_or_default(),
+                    pair.get(i + 1..).unwrap_or_default(),
+                ),
+                None => (pair, &b""[..]),
+            };
+            // A key that is not UTF-8 cannot be one we use.
+            let Some(key) = percent_decode(key) else {
+                continue;
+            };
+            let key = key.as_str();
+            let recognised = matches!(
+                (source, key),
+                (_, "scope" | "service" | "account" | "client_id")
+                    | (Source::Query, "offline_token")
+                    | (
+                        Source::Form,
+                        "access_type" | "grant_type" | "username" | "password" | "refresh_token"
+                    )
+            );
+            if !recognised {
                 // Clients send extra parameters; they carry nothing we use.
+                continue;
+            }
+            let value = percent_decode(raw_value).ok_or_else(|| {
+                Error::InvalidRequest(format!("parameter {key} is not valid UTF-8"))
+            })?;
+            // Names end up in tokens, ACL matches and log lines: no control characters.
+            if matches!(key, "service" | "account" | "client_id" | "username")
+                && value.chars().any(char::is_control)
+            {
+                return Err(Error::InvalidRequest(format!(
+                    "parameter {key} contains control characters"
+                )));
+            }
+            match key {
+                "scope" => p.scope.push(value),
+                "service" => set_once(&mut p.service, "service", value)?,
+                "account" => set_once(&mut p.account, "account", value)?,
+                "client_id" => set_once(&mut p.client_id, "client_id", value)?,
+                "offline_token" => set_once(&mut p.offline_token, "offline_token", value)?,
+                "access_type" => set_once(&mut p.access_type, "access_type", value)?,
+                "grant_type" => set_once(&mut p.grant_type, "grant_type", value)?,
+                "username" => set_once(&mut p.username, "username", value)?,
+                "password" => set_once(&mut p.password, "password", Password::new(value))?,
+                "refresh_token" => {
+                    set_once(&mut p.refresh_token, "refresh_token", Password::new(value))?;
+                }
                 _ => {}
             }
         }
         Ok(p)
     }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` component: `+` is a space, `%XX` a byte,
+/// a `%` not followed by two hex digits stays literal (as browsers and `form_urlencoded`
+/// do). `None` when the bytes are not UTF-8: such values are refused instead of being
+/// decoded lossily, which would let different inputs name the same account or service.
+fn percent_decode(raw: &[u8]) -> Option<String> {
+    fn hex(b: Option<&u8>) -> Option<u8> {
+        let b = *b?;
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => match (hex(raw.get(i + 1)), hex(raw.get(i + 2))) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Stores a singular parameter; a repeat with the same value is harmless, a repeat with

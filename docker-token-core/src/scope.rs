@@ -25,6 +25,10 @@ use std::str::FromStr;
 /// make us carry kilobytes of junk around.
 pub const MAX_SCOPE_LEN: usize = 4096;
 
+/// The most distinct resources one request may ask for ([`parse_scopes`]). Clients ask for
+/// one to three; a token carrying thousands would be megabytes of header for the registry.
+pub const MAX_SCOPES: usize = 256;
+
 /// How much of an offending scope an error repeats (in characters).
 const ERROR_SCOPE_CHARS: usize = 128;
 
@@ -198,7 +202,8 @@ impl fmt::Display for Scope {
 ///
 /// # Errors
 ///
-/// The first [`ScopeError`] met; a request with one bad scope is rejected as a whole.
+/// The first [`ScopeError`] met; a request with one bad scope is rejected as a whole, and so
+/// is one asking for more than [`MAX_SCOPES`] distinct resources.
 pub fn parse_scopes<I, S>(values: I) -> Result<Vec<Scope>, ScopeError>
 where
     I: IntoIterator<Item = S>,
@@ -217,6 +222,11 @@ where
             );
             if let Some(existing) = index.get(&key).and_then(|&i| scopes.get_mut(i)) {
                 existing.merge_actions(&scope.actions);
+            } else if scopes.len() >= MAX_SCOPES {
+                return Err(ScopeError::TooMany {
+                    scope: clip(item, ERROR_SCOPE_CHARS),
+                    max: MAX_SCOPES,
+                });
             } else {
                 index.insert(key, scopes.len());
                 scopes.push(scope);
@@ -353,6 +363,14 @@ pub enum ScopeError {
         /// The offending action.
         action: String,
     },
+    /// The request names more than [`MAX_SCOPES`] distinct resources.
+    #[error("more than {max} distinct scopes requested (the first one over: {scope:?})")]
+    TooMany {
+        /// The first scope over the limit.
+        scope: String,
+        /// The limit.
+        max: usize,
+    },
     /// The scope is longer than [`MAX_SCOPE_LEN`] bytes.
     #[error("scope {scope:?} is {len} bytes long, more than the {max} allowed")]
     TooLong {
@@ -377,6 +395,7 @@ impl ScopeError {
             | Self::EmptyName { scope }
             | Self::InvalidName { scope, .. }
             | Self::InvalidAction { scope, .. }
+            | Self::TooMany { scope, .. }
             | Self::TooLong { scope, .. } => scope,
         }
     }
