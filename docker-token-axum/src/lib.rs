@@ -30,6 +30,7 @@ mod oidc;
 pub mod resource;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -57,6 +58,8 @@ pub const DEFAULT_QUERY_LIMIT: usize = 16 * 1024;
 /// public, max-age=300`). A new key must be published (as verify-only) at least this long
 /// before it starts signing.
 pub const DEFAULT_JWKS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
+/// The default time a client may take to send a POST body.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the token server's [`Router`].
 #[derive(Debug, Clone)]
@@ -68,6 +71,7 @@ pub struct TokenRouter {
     body_limit: usize,
     query_limit: usize,
     jwks_cache_control: HeaderValue,
+    body_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -77,6 +81,7 @@ struct AppState {
     body_limit: usize,
     query_limit: usize,
     jwks_cache_control: HeaderValue,
+    body_timeout: Duration,
 }
 
 impl TokenRouter {
@@ -99,6 +104,7 @@ impl TokenRouter {
             body_limit: DEFAULT_BODY_LIMIT,
             query_limit: DEFAULT_QUERY_LIMIT,
             jwks_cache_control: jwks_cache_control(DEFAULT_JWKS_MAX_AGE),
+            body_timeout: DEFAULT_BODY_READ_TIMEOUT,
         }
     }
 
@@ -144,6 +150,14 @@ impl TokenRouter {
         self
     }
 
+    /// How long a client may take to send a POST body before it is answered 408 (default
+    /// [`DEFAULT_BODY_READ_TIMEOUT`]).
+    #[must_use]
+    pub fn body_read_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
     /// Builds the router. Serve it with [`serve_with_connect_info`] so that the peer
     /// address is known.
     pub fn build(self) -> Router {
@@ -153,6 +167,7 @@ impl TokenRouter {
             body_limit: self.body_limit,
             query_limit: self.query_limit,
             jwks_cache_control: self.jwks_cache_control,
+            body_timeout: self.body_timeout,
         };
         let token: MethodRouter<AppState> = get(token_endpoint).post(token_endpoint);
         let p = &self.prefix;
@@ -216,7 +231,7 @@ async fn handle_token(state: AppState, request: Request) -> (Response, Outcome) 
     }
     let authorization = parts.headers.get(header::AUTHORIZATION);
     let parsed = if parts.method == Method::POST {
-        match read_body(body, state.body_limit).await {
+        match read_body(body, state.body_limit, state.body_timeout).await {
             Ok(bytes) => TokenRequest::from_form(&bytes, authorization, client_ip),
             Err(resp) => return (resp, Outcome::BadRequest),
         }
@@ -273,14 +288,32 @@ impl std::fmt::Display for ScopeList<'_> {
     }
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        let e = Error::InvalidRequest(format!(
-            "request body larger than {limit} bytes or unreadable"
-        ));
-        let (_, headers, body) = e.to_http("");
-        (StatusCode::PAYLOAD_TOO_LARGE, headers, body).into_response()
-    })
+async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<Bytes, Response> {
+    let (status, message) = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit))
+        .await
+    {
+        Ok(Ok(bytes)) => return Ok(bytes),
+        Ok(Err(e))
+            if std::error::Error::source(&e)
+                .is_some_and(<dyn std::error::Error>::is::<http_body_util::LengthLimitError>) =>
+        {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body larger than {limit} bytes"),
+            )
+        }
+        Ok(Err(_)) => (
+            StatusCode::BAD_REQUEST,
+            "request body is malformed (bad chunked encoding) or incomplete".to_owned(),
+        ),
+        Err(_) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request body not received within {timeout:?}"),
+        ),
+    };
+    tracing::info!(status = status.as_u16(), "{message}");
+    let (_, headers, body) = Error::InvalidRequest(message).to_http("");
+    Err((status, headers, body).into_response())
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
