@@ -261,8 +261,10 @@ impl OidcTokenAuthenticator {
                 "the introspection endpoint refused the request",
             )
             .with_source(e),
+            // An answer we cannot read (too large, not JSON, the wrong shape) makes the IdP as
+            // unusable as an unreachable one: 503, so that clients retry; not 500.
             IntrospectionError::Invalid(_) => {
-                BackendError::internal(&self.name, "the introspection answer could not be used")
+                BackendError::unavailable(&self.name, "the introspection answer could not be used")
                     .with_source(e)
             }
         }
