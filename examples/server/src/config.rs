@@ -129,6 +129,14 @@ pub(crate) struct ServerConfig {
     /// the running server answers the `tokens` administration commands.
     #[serde(default)]
     pub(crate) admin_socket: Option<PathBuf>,
+    /// Our addition: seconds a connection may take to send a request head (also how long an
+    /// idle keep-alive connection stays open); default 10. Plain HTTP only.
+    #[serde(default)]
+    pub(crate) header_read_timeout: Option<u64>,
+    /// Our addition: the most simultaneous client connections; default the open-file limit
+    /// minus a reserve. Plain HTTP only.
+    #[serde(default)]
+    pub(crate) max_connections: Option<usize>,
 
     #[serde(default)]
     tls_min_version: Option<IgnoredAny>,
@@ -327,6 +335,11 @@ impl FileConfig {
                     "server.net: {other:?} is neither \"tcp\" nor \"unix\""
                 )));
             }
+        }
+        if self.server.header_read_timeout == Some(0) || self.server.max_connections == Some(0) {
+            return Err(err(
+                &"server: header_read_timeout and max_connections must be at least 1",
+            ));
         }
         if self.server.certificate.is_some() != self.server.key.is_some() {
             return Err(err(&"server: certificate and key must be set together"));

@@ -4,6 +4,8 @@
 mod admin;
 mod cli;
 mod config;
+mod listen;
+mod logging;
 mod quickstart;
 mod robots;
 mod serve;

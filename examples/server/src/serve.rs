@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use docker_token_axum::{
-    ClientIpConfig, OidcLoginHandle, ServiceHandle, TokenRouter, serve_with_connect_info,
-};
+use docker_token_axum::{ClientIpConfig, OidcLoginHandle, ServiceHandle, TokenRouter};
 use docker_token_core::{
     AuthenticatorChain, AuthorizerChain, CachedAuthenticator, FailedLoginLimiter, TokenService,
     display_chain,
@@ -21,7 +19,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cli::ServeArgs;
 use crate::config::{Authn, FileConfig, LoadError, Loaded, ServerConfig, SharedStore, parse_net};
-use crate::quickstart;
+use crate::{listen, quickstart};
 
 /// Counter: configuration reloads, by `result` (`ok`, `failed`).
 const RELOADS_TOTAL: &str = "docker_token_reloads_total";
@@ -165,6 +163,10 @@ fn router(
         .client_ip(client_ip)
         .jwks_max_age(std::time::Duration::from_secs(
             loaded.file.token.jwks_max_age,
+        ))
+        .body_read_timeout(server.header_read_timeout.map_or(
+            crate::listen::DEFAULT_HEADER_READ_TIMEOUT,
+            Duration::from_secs,
         ));
     if let Some(p) = &server.path_prefix {
         r = r.prefix(p.clone());
@@ -222,7 +224,7 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::logging::OneLineStderr { ansi })
         .try_init();
 }
 
@@ -304,8 +306,18 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
     // A line tests and scripts wait for.
     println!("docker-token-server listening on {scheme}://{local}");
     tracing::info!(addr = %local, tls = tls.is_some(), "listening");
+    let fd_limit = listen::raise_fd_limit();
+    let limits = listen::ConnLimits {
+        header_read_timeout: server
+            .header_read_timeout
+            .map_or(listen::DEFAULT_HEADER_READ_TIMEOUT, Duration::from_secs),
+        max_connections: server
+            .max_connections
+            .unwrap_or_else(|| listen::default_max_connections(fd_limit)),
+    };
+    tracing::debug!(?fd_limit, ?limits, "connection limits");
     match tls {
-        Some((cert, key)) => serve_tls(std_listener, cert, key, app).await,
+        Some((cert, key)) => serve_tls(std_listener, cert, key, app, limits).await,
         None => {
             if !local.ip().is_loopback() {
                 tracing::warn!(
@@ -314,10 +326,8 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
             }
             let listener = tokio::net::TcpListener::from_std(std_listener)
                 .map_err(|e| LoadError(e.to_string()))?;
-            axum::serve(listener, serve_with_connect_info(app))
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(|e| LoadError(format!("server error: {e}")))
+            listen::serve(listener, app, limits, shutdown_signal()).await;
+            Ok(())
         }
     }
 }
@@ -384,6 +394,7 @@ async fn serve_tls(
     cert: &Path,
     key: &Path,
     app: Router,
+    limits: listen::ConnLimits,
 ) -> Result<(), LoadError> {
     let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
         .await
@@ -394,7 +405,16 @@ async fn serve_tls(
         shutdown_signal().await;
         h.graceful_shutdown(Some(Duration::from_secs(10)));
     });
-    axum_server::from_tcp_rustls(listener, config)
+    let mut server = axum_server::from_tcp_rustls(listener, config);
+    // TLS handshakes time out on their own (axum-server: 10 s); request heads and idle
+    // keep-alive connections here. (No connection limit on this path.)
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(listen::MAX_HEAD_BYTES);
+    server
         .handle(handle)
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
