@@ -47,6 +47,8 @@ mod introspection;
 mod jwks;
 mod jwt;
 mod login;
+#[cfg(test)]
+mod proptests;
 
 pub use authenticator::OidcTokenAuthenticator;
 pub use config::{ClientAuth, OidcTokenConfig};

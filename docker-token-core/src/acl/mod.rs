@@ -248,6 +248,8 @@ impl Authorizer for Acl {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod upstream_tests;

@@ -6,6 +6,8 @@ mod cli;
 mod config;
 mod listen;
 mod logging;
+#[cfg(test)]
+mod proptests;
 mod quickstart;
 mod robots;
 mod serve;
