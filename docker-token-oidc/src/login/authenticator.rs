@@ -161,3 +161,75 @@ impl Authenticator for OidcLoginAuthenticator {
         Self::bcrypt_verify(self.inner.dummy_hash.clone(), login.password.clone()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use docker_token_core::{
+        Authenticator, CredentialStore, InMemoryCredentialStore, LookupOutcome, StoredCredential,
+    };
+
+    use crate::{OidcLogin, OidcLoginConfig};
+
+    #[tokio::test]
+    async fn lookup_finds_stored_logins_and_forgets_expired_or_unrevalidatable_ones() {
+        let config: OidcLoginConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "https://idp.example.org",
+            "redirect_url": "https://auth.example.org/oidc_auth",
+            "client_id": "registry",
+            "client_secret": "s3cret-value",
+            "bcrypt_cost": 4,
+        }))
+        .unwrap();
+        let store = Arc::new(InMemoryCredentialStore::new());
+        let login = OidcLogin::new(&config, store.clone(), "/oidc_auth").unwrap();
+        let a = login.authenticator();
+        let soon = SystemTime::now() + Duration::from_secs(600);
+        let labels =
+            docker_token_core::Labels::from([("groups".to_owned(), vec!["dev".to_owned()])]);
+        store
+            .put(
+                "alice@example.org",
+                StoredCredential::new("alice@example.org", "$2b$04$x", soon)
+                    .with_labels(labels.clone()),
+            )
+            .await
+            .unwrap();
+        match a.lookup_account("alice@example.org").await.unwrap() {
+            LookupOutcome::Found(id) => {
+                assert_eq!(id.account, "alice@example.org");
+                assert_eq!(id.labels, labels);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            a.lookup_account("bob").await.unwrap(),
+            LookupOutcome::NotFound
+        );
+        assert_eq!(a.lookup_account("").await.unwrap(), LookupOutcome::NotFound);
+        // expired login: gone
+        let past = SystemTime::now() - Duration::from_secs(1);
+        store
+            .put("old", StoredCredential::new("old", "$2b$04$x", past))
+            .await
+            .unwrap();
+        assert_eq!(
+            a.lookup_account("old").await.unwrap(),
+            LookupOutcome::NotFound
+        );
+        // due for re-validation without an IdP refresh token: the user must log in again
+        store
+            .put(
+                "carol",
+                StoredCredential::new("carol", "$2b$04$x", soon).with_revalidate_after(past),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            a.lookup_account("carol").await.unwrap(),
+            LookupOutcome::NotFound
+        );
+    }
+}
