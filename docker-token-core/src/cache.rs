@@ -45,19 +45,25 @@ pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
 /// How long successes are remembered and how many. In YAML (the server's
 /// `credential_cache:`): `{ttl: 60, max_entries: 10000}`; `ttl: 0` turns caching off.
+/// Build one from [`Default`] (or [`CacheConfig::disabled`]) and set the fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CacheConfig {
-    /// Seconds a success is remembered (0 = no cache).
-    #[serde(default = "default_ttl_secs")]
-    pub ttl: u64,
+    /// How long a success is remembered (0 = no cache); seconds or a string such as `"2m"`
+    /// ([`deserialize_duration`](crate::config::deserialize_duration)).
+    #[serde(
+        default = "default_ttl",
+        deserialize_with = "crate::config::deserialize_duration"
+    )]
+    pub ttl: Duration,
     /// The most accounts remembered at once (> 0).
     #[serde(default = "default_max_entries")]
     pub max_entries: usize,
 }
 
-fn default_ttl_secs() -> u64 {
-    DEFAULT_TTL.as_secs()
+fn default_ttl() -> Duration {
+    DEFAULT_TTL
 }
 
 fn default_max_entries() -> usize {
@@ -67,7 +73,7 @@ fn default_max_entries() -> usize {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
-            ttl: default_ttl_secs(),
+            ttl: DEFAULT_TTL,
             max_entries: DEFAULT_MAX_ENTRIES,
         }
     }
@@ -78,7 +84,7 @@ impl CacheConfig {
     #[must_use]
     pub fn disabled() -> Self {
         Self {
-            ttl: 0,
+            ttl: Duration::ZERO,
             ..Self::default()
         }
     }
@@ -86,13 +92,13 @@ impl CacheConfig {
     /// Whether this configuration caches anything.
     #[must_use]
     pub fn is_enabled(&self) -> bool {
-        self.ttl > 0
+        !self.ttl.is_zero()
     }
 
-    /// The TTL as a [`Duration`].
+    /// The TTL.
     #[must_use]
     pub fn ttl(&self) -> Duration {
-        Duration::from_secs(self.ttl)
+        self.ttl
     }
 
     /// Checks the values (`max_entries > 0`, a TTL of at most a day).
@@ -103,7 +109,7 @@ impl CacheConfig {
                     .at("max_entries"),
             );
         }
-        if self.ttl > 86_400 {
+        if self.ttl > Duration::from_secs(86_400) {
             return Err(ConfigError::new(
                 "at most 86400 seconds: a cached password outlives a password change by up to this long",
             )

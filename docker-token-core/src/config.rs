@@ -3,14 +3,110 @@
 //! (docker_auth silently ignored them, which turned typos into match-all ACL rules).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
 use crate::error::{ConfigError, Error};
 use crate::keys::{Algorithm, KeyError, KeySet, KidStyle, SigningKey, VerifyingKey};
+use crate::secret::Password;
 use crate::token::TokenIssuer;
+
+/// Deserializes a [`Duration`] the one way every docker-token configuration spells it: a
+/// number of seconds (an integer, as docker_auth writes `expiration: 900`, or a decimal,
+/// as its LDAP timeouts), or a [humantime](https://docs.rs/humantime) string such as
+/// `"500ms"`, `"30s"`, `"5m"`, `"1h 30m"` or `"7days"`. A string of digits alone is seconds.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Section {
+///     #[serde(deserialize_with = "docker_token_core::config::deserialize_duration")]
+///     timeout: Duration,
+/// }
+/// let parse = |v| {
+///     serde_json::from_value::<Section>(serde_json::json!({ "timeout": v })).map(|s| s.timeout)
+/// };
+/// assert_eq!(parse(serde_json::json!(900)).unwrap(), Duration::from_secs(900));
+/// assert_eq!(parse(serde_json::json!(0.25)).unwrap(), Duration::from_millis(250));
+/// assert_eq!(parse(serde_json::json!("1h 30m")).unwrap(), Duration::from_secs(5400));
+/// assert_eq!(parse(serde_json::json!("1500ms")).unwrap(), Duration::from_millis(1500));
+/// assert!(parse(serde_json::json!(-1)).is_err());
+/// assert!(parse(serde_json::json!("5 parsecs")).is_err());
+/// ```
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_any(DurationVisitor)
+}
+
+struct DurationVisitor;
+
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = Duration;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a duration: seconds, or a string such as \"30s\", \"5m\" or \"1h\"")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Duration, E> {
+        Ok(Duration::from_secs(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Duration, E> {
+        u64::try_from(v)
+            .map(Duration::from_secs)
+            .map_err(|_| E::custom(format!("invalid duration {v}: must not be negative")))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Duration, E> {
+        Duration::try_from_secs_f64(v).map_err(|_| {
+            E::custom(format!(
+                "invalid duration {v}: must be a non-negative number of seconds"
+            ))
+        })
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Duration, E> {
+        let t = v.trim();
+        if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+            return t
+                .parse()
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom(format!("invalid duration {v:?}: too large")));
+        }
+        humantime::parse_duration(t).map_err(|e| {
+            E::custom(format!(
+                "invalid duration {v:?} ({e}); use seconds, or a number with a unit: ms, s, m, h, d"
+            ))
+        })
+    }
+}
+
+/// Reads a secret (a client secret, a bind password) from a file: trailing whitespace and
+/// line ends are dropped, and an empty secret is an error. Errors name the file, never its
+/// content; callers add the key with [`ConfigError::at`].
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("dt-secret-doc-{}", std::process::id()));
+/// std::fs::write(&path, "s3cret\n").unwrap();
+/// let secret = docker_token_core::config::read_secret_file(&path).unwrap();
+/// assert_eq!(secret.expose(), "s3cret");
+/// std::fs::remove_file(&path).unwrap();
+/// assert!(docker_token_core::config::read_secret_file(&path).is_err());
+/// ```
+pub fn read_secret_file(path: &Path) -> Result<Password, ConfigError> {
+    let raw =
+        Password::new(std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(format!("cannot read {}", path.display())).with_source(e)
+        })?);
+    let secret = Password::new(raw.expose().trim_end());
+    if secret.is_empty() {
+        return Err(ConfigError::new(format!("{} is empty", path.display())));
+    }
+    Ok(secret)
+}
 
 /// docker_auth's `token:` section, plus our additions (`kid_style`, `algorithm`,
 /// `verify_certificates`, `jwks_max_age`, `reuse_window`).
@@ -19,13 +115,18 @@ use crate::token::TokenIssuer;
 /// lists keys that are only trusted for verification (the next key before it becomes
 /// active, the previous one until its last tokens expire). All of them are published in
 /// the JWKS document.
+///
+/// Build one with [`TokenConfig::new`] and set the other fields, or deserialize it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TokenConfig {
     /// The `iss` claim; must equal the registry's `auth.token.issuer`.
     pub issuer: String,
-    /// Token lifetime in seconds (> 0).
-    pub expiration: u64,
+    /// Token lifetime (> 0; seconds, or a string such as `"15m"`, see
+    /// [`deserialize_duration`]).
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub expiration: Duration,
     /// PEM certificate (chain, leaf first) of the signing key; goes into `x5c` and the
     /// registry's `rootcertbundle`.
     #[serde(default)]
@@ -47,15 +148,18 @@ pub struct TokenConfig {
     /// `rootcertbundle`) or a `PUBLIC KEY` block.
     #[serde(default)]
     pub verify_certificates: Vec<PathBuf>,
-    /// How long clients may cache the JWKS document, in seconds (`Cache-Control: public,
-    /// max-age=N`; default 300). Publish a new key at least this long before it signs.
-    #[serde(default = "default_jwks_max_age")]
-    pub jwks_max_age: u64,
-    /// Opt-in token reuse window in seconds (0, the default, is off): an identical grant asked
-    /// for again within it gets the same token, while that token keeps two thirds of its
-    /// lifetime. At most a third of `expiration`.
-    #[serde(default)]
-    pub reuse_window: u64,
+    /// How long clients may cache the JWKS document (`Cache-Control: public, max-age=N`;
+    /// default 300 s). Publish a new key at least this long before it signs.
+    #[serde(
+        default = "default_jwks_max_age",
+        deserialize_with = "deserialize_duration"
+    )]
+    pub jwks_max_age: Duration,
+    /// Opt-in token reuse window (0, the default, is off): an identical grant asked for again
+    /// within it gets the same token, while that token keeps two thirds of its lifetime. At
+    /// most a third of `expiration`.
+    #[serde(default, deserialize_with = "deserialize_duration")]
+    pub reuse_window: Duration,
     /// Our addition: token lifetimes per granted action, e.g. `{push: 3600}` (seconds, or a
     /// number with a unit: `1h`). A token lives as long as the shortest lifetime set for
     /// what it grants (these and the ACL rules' `expiration`), or `expiration` when nothing
@@ -71,6 +175,7 @@ pub struct TokenConfig {
 /// `token.refresh:` — refresh-token lifetimes, rotation and where they are kept.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RefreshConfig {
     /// A refresh token unused for this long expires (default `7d`).
     #[serde(
@@ -135,84 +240,59 @@ impl RefreshConfig {
     }
 }
 
-/// Parses a duration: whole seconds (`300`), or a whole number with a unit `ms`, `s`, `m`,
-/// `h` or `d` (`"1500ms"`, `"30s"`, `"15m"`, `"1h"`, `"7d"`).
-///
-/// ```
-/// use std::time::Duration;
-/// use docker_token_core::config::parse_duration;
-/// assert_eq!(parse_duration("7d"), Some(Duration::from_secs(7 * 86_400)));
-/// assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
-/// assert_eq!(parse_duration("1.5h"), None);
-/// ```
-#[must_use]
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    let secs = |factor: u64| n.checked_mul(factor).map(Duration::from_secs);
-    match unit.trim() {
-        "" | "s" => Some(Duration::from_secs(n)),
-        "ms" => Some(Duration::from_millis(n)),
-        "m" => secs(60),
-        "h" => secs(3600),
-        "d" => secs(86_400),
-        _ => None,
+/// A [`Duration`] read by [`deserialize_duration`], for containers of durations.
+struct SerdeDuration(Duration);
+
+impl<'de> Deserialize<'de> for SerdeDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_duration(d).map(Self)
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawDuration {
-    Seconds(u64),
-    Text(String),
-}
-
-impl RawDuration {
-    fn into_duration<E: serde::de::Error>(self) -> Result<Duration, E> {
-        match self {
-            Self::Seconds(s) => Ok(Duration::from_secs(s)),
-            Self::Text(t) => parse_duration(&t).ok_or_else(|| {
-                E::custom(format!(
-                    "invalid duration {t:?} (use seconds, or a whole number with ms, s, m, h or d)"
-                ))
-            }),
-        }
-    }
-}
-
-/// Serde helper for [`parse_duration`]'s forms (`deserialize_with`).
-pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    RawDuration::deserialize(d)?.into_duration()
-}
-
-/// Serde helper for an optional duration (`deserialize_with`, with `default`).
+/// [`deserialize_duration`] for an optional duration (`deserialize_with`, with `default`).
 pub fn deserialize_optional_duration<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<Option<Duration>, D::Error> {
-    Option::<RawDuration>::deserialize(d)?
-        .map(RawDuration::into_duration)
-        .transpose()
+    Ok(Option::<SerdeDuration>::deserialize(d)?.map(|v| v.0))
 }
 
 fn deserialize_duration_map<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, Duration>, D::Error> {
-    BTreeMap::<String, RawDuration>::deserialize(d)?
+    Ok(BTreeMap::<String, SerdeDuration>::deserialize(d)?
         .into_iter()
-        .map(|(k, v)| Ok((k, v.into_duration()?)))
-        .collect()
+        .map(|(k, v)| (k, v.0))
+        .collect())
 }
 
-fn default_jwks_max_age() -> u64 {
-    DEFAULT_JWKS_MAX_AGE_SECS
+fn default_jwks_max_age() -> Duration {
+    DEFAULT_JWKS_MAX_AGE
 }
 
 /// The default of [`TokenConfig::jwks_max_age`]: five minutes.
-pub const DEFAULT_JWKS_MAX_AGE_SECS: u64 = 300;
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 
 impl TokenConfig {
+    /// A configuration with the given issuer and lifetime, no key files yet (set
+    /// [`key`](Self::key) and [`certificate`](Self::certificate)), and defaults otherwise.
+    #[must_use]
+    pub fn new(issuer: impl Into<String>, expiration: Duration) -> Self {
+        Self {
+            issuer: issuer.into(),
+            expiration,
+            certificate: None,
+            key: None,
+            disable_legacy_key_id: false,
+            kid_style: None,
+            algorithm: None,
+            verify_certificates: Vec::new(),
+            jwks_max_age: DEFAULT_JWKS_MAX_AGE,
+            reuse_window: Duration::ZERO,
+            expiration_by_action: BTreeMap::new(),
+            refresh: None,
+        }
+    }
+
     /// The effective `kid` style.
     pub fn kid_style(&self) -> Result<KidStyle, ConfigError> {
         match (self.kid_style, self.disable_legacy_key_id) {
@@ -233,8 +313,8 @@ impl TokenConfig {
                 .at("issuer")
                 .at("token"));
         }
-        if self.expiration == 0 {
-            return Err(ConfigError::new("must be a positive number of seconds")
+        if self.expiration.as_secs() == 0 {
+            return Err(ConfigError::new("must be at least one second")
                 .at("expiration")
                 .at("token"));
         }
@@ -253,7 +333,7 @@ impl TokenConfig {
         if self.reuse_window > self.expiration / 3 {
             return Err(ConfigError::new(format!(
                 "must be at most a third of token.expiration ({} s): a reused token must keep most of its lifetime",
-                self.expiration / 3
+                (self.expiration / 3).as_secs()
             ))
             .at("reuse_window")
             .at("token"));
@@ -264,7 +344,7 @@ impl TokenConfig {
     /// The reuse window (zero when off).
     #[must_use]
     pub fn reuse_window(&self) -> Duration {
-        Duration::from_secs(self.reuse_window)
+        self.reuse_window
     }
 
     /// Loads the keys and builds the issuer. `key` is required here; servers that default it
@@ -295,12 +375,8 @@ impl TokenConfig {
                 keys = keys.with_verify_only(key);
             }
         }
-        Ok(TokenIssuer::new(
-            self.issuer.clone(),
-            Duration::from_secs(self.expiration),
-            keys,
-        )
-        .with_kid_style(self.kid_style()?))
+        Ok(TokenIssuer::new(self.issuer.clone(), self.expiration, keys)
+            .with_kid_style(self.kid_style()?))
     }
 }
 
@@ -343,7 +419,7 @@ mod tests {
         let c = parse(r#"{"issuer":"x","expiration":0}"#).unwrap();
         assert_eq!(
             c.validate().unwrap_err().to_string(),
-            "token.expiration: must be a positive number of seconds"
+            "token.expiration: must be at least one second"
         );
         let c = parse(r#"{"issuer":" ","expiration":5}"#).unwrap();
         assert_eq!(
@@ -367,6 +443,11 @@ mod tests {
         let c = parse(r#"{"issuer":"x","expiration":300,"reuse_window":100}"#).unwrap();
         c.validate().unwrap();
         assert_eq!(c.reuse_window(), Duration::from_secs(100));
+        let c = parse(r#"{"issuer":"x","expiration":"5m","reuse_window":"100s"}"#).unwrap();
+        assert_eq!(c.expiration, Duration::from_secs(300));
+        c.validate().unwrap();
+        let c = TokenConfig::new("x", Duration::from_millis(500));
+        assert!(c.validate().is_err());
     }
 
     #[test]
@@ -407,7 +488,7 @@ mod tests {
             );
         }
         for bad in [
-            r#"{"issuer":"x","expiration":300,"refresh":{"idle":"7 weeks"}}"#,
+            r#"{"issuer":"x","expiration":300,"refresh":{"idle":"7 parsecs"}}"#,
             r#"{"issuer":"x","expiration":300,"refresh":{"rotation":true}}"#,
             r#"{"issuer":"x","expiration":300,"expiration_by_action":{"push":"-1"}}"#,
         ] {

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::BackendError;
 use crate::identity::Labels;
@@ -52,11 +52,7 @@ pub struct StoredCredential {
     #[serde(default)]
     pub subject: Option<String>,
     /// The IdP refresh token, if one was issued.
-    #[serde(
-        default,
-        serialize_with = "serialize_secret",
-        deserialize_with = "deserialize_secret"
-    )]
+    #[serde(default, serialize_with = "serialize_secret")]
     pub refresh_token: Option<Password>,
 }
 
@@ -147,10 +143,6 @@ impl fmt::Debug for StoredCredential {
 
 fn serialize_secret<S: Serializer>(v: &Option<Password>, s: S) -> Result<S::Ok, S::Error> {
     v.as_ref().map(Password::expose).serialize(s)
-}
-
-fn deserialize_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(Password::new))
 }
 
 /// Storage for [`StoredCredential`]s by key (the browser login uses the docker user name).

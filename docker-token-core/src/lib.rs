@@ -41,7 +41,10 @@ pub use error::{
     BackendError, BackendErrorKind, BoxError, ConfigError, Error, Result, display_chain,
 };
 pub use identity::{Identity, Labels};
-pub use keys::{Algorithm, GeneratedKey, KeyError, KeySet, KidStyle, SigningKey, VerifyingKey};
+#[cfg(any(test, feature = "generate"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "generate")))]
+pub use keys::GeneratedKey;
+pub use keys::{Algorithm, KeyError, KeySet, KidStyle, SigningKey, VerifyingKey};
 pub use rate_limit::{FailedLoginLimiter, RateLimitConfig};
 pub use scope::{Scope, ScopeError};
 pub use secret::Password;

@@ -158,8 +158,10 @@ pub enum GrantType {
 
 /// One token request, decoded and checked for shape (not for authenticity).
 ///
-/// `Debug` never shows a password or refresh token.
+/// `Debug` never shows a password or refresh token. Built by [`TokenRequest::from_query`]
+/// and [`TokenRequest::from_form`]; fields may be added in minor releases.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenRequest {
     /// The `service` parameter, verbatim after form-decoding (`my+service` is `my service`);
     /// `""` when absent.

@@ -46,6 +46,13 @@ impl From<&str> for Password {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Password {
+    /// A plain string (the configuration's secrets, e.g. `client_secret`).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <String as serde::Deserialize>::deserialize(d).map(Self)
+    }
+}
+
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(***)")
@@ -75,5 +82,7 @@ mod tests {
         assert!(!format!("{p}").contains("s3cr3t"));
         assert!(!p.is_empty());
         assert!(Password::default().is_empty());
+        let p: Password = serde_json::from_str(r#""s3cr3t-value""#).unwrap();
+        assert_eq!(p.expose(), "s3cr3t-value");
     }
 }

@@ -25,9 +25,11 @@ use crate::authn::{Authenticator, AuthnOutcome, LoginAttempt, LookupOutcome};
 use crate::error::{BackendError, ConfigError};
 use crate::identity::{Identity, Labels};
 
-/// One entry of the `users:` map.
+/// One entry of the `users:` map. Build one from [`Default`] and set the fields, or
+/// deserialize it.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct UserConfig {
     /// A bcrypt hash (`$2a$`, `$2b$` or `$2y$`). Required for every user except `""`.
     pub password: Option<String>,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use docker_token_core::config::deserialize_duration;
 use docker_token_core::{ConfigError, Password};
 use serde::Deserialize;
 
@@ -36,9 +37,11 @@ pub enum UserBind {
     Fresh,
 }
 
-/// One attribute → label mapping (docker_auth's `labels.<name>`).
+/// One attribute → label mapping (docker_auth's `labels.<name>`). Build one with
+/// [`LabelMapping::new`] and set the other fields, or deserialize it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct LabelMapping {
     /// The attribute to read from the user's entry (`memberOf`, `mail`, …).
     pub attribute: String,
@@ -54,9 +57,11 @@ pub struct LabelMapping {
     pub under: Option<String>,
 }
 
-/// A search for the user's groups, for servers without `memberOf` (ours).
+/// A search for the user's groups, for servers without `memberOf` (ours). Build one with
+/// [`GroupSearch::new`] and set the other fields, or deserialize it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct GroupSearch {
     /// Where to search (subtree).
     pub base: String,
@@ -75,17 +80,39 @@ pub struct GroupSearch {
     pub lower_case: bool,
 }
 
+impl LabelMapping {
+    /// A mapping of `attribute`, values taken as they are.
+    #[must_use]
+    pub fn new(attribute: impl Into<String>) -> Self {
+        Self {
+            attribute: attribute.into(),
+            ..Self::default()
+        }
+    }
+}
+
+impl GroupSearch {
+    /// A search under `base` with `filter`, the values of `cn` going to the label `groups`.
+    #[must_use]
+    pub fn new(base: impl Into<String>, filter: impl Into<String>) -> Self {
+        Self {
+            base: base.into(),
+            filter: filter.into(),
+            attribute: default_group_attribute(),
+            label: default_group_label(),
+            lower_case: false,
+        }
+    }
+}
+
 fn default_group_attribute() -> String {
     "cn".to_owned()
 }
 fn default_group_label() -> String {
     "groups".to_owned()
 }
-fn default_connect_timeout() -> f64 {
-    5.0
-}
-fn default_operation_timeout() -> f64 {
-    5.0
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_pool_size() -> usize {
     8
@@ -99,8 +126,11 @@ fn default_cache_size() -> usize {
 /// Either `addr` (docker_auth: `host:port`, with `tls`) or `urls` (ours: `ldap://` /
 /// `ldaps://` URLs tried in order, with failover) names the servers.
 /// The config holds no secret (only where to read the bind password), so `Debug` is derived.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// Durations are seconds (`5`, `0.5`, as docker_auth) or strings such as `"500ms"`
+/// ([`deserialize_duration`]). Build one from [`Default`] and set the fields, or deserialize it.
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct LdapConfig {
     /// `host:port` of the server (docker_auth).
     #[serde(default)]
@@ -141,22 +171,22 @@ pub struct LdapConfig {
     /// password, without a service account.
     #[serde(default)]
     pub initial_bind_as_user: bool,
-    /// Seconds to establish a connection (TCP + TLS + service bind). Default 5.
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: f64,
-    /// Seconds for one LDAP operation. Default 5.
-    #[serde(default = "default_operation_timeout")]
-    pub operation_timeout: f64,
+    /// Time to establish a connection (TCP + TLS + service bind). Default 5 s, at most 1 h.
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
+    pub connect_timeout: Duration,
+    /// Time for one LDAP operation. Default 5 s, at most 1 h.
+    #[serde(default = "default_timeout", deserialize_with = "deserialize_duration")]
+    pub operation_timeout: Duration,
     /// The most connections held per pool (service and user-bind). Default 8.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
     /// How user binds are performed. Default `pooled`.
     #[serde(default)]
     pub user_bind: UserBind,
-    /// Seconds a successful authentication is remembered (0, the default, disables the cache;
-    /// fractions are rounded up to whole seconds). Uses core's `CachedAuthenticator`.
-    #[serde(default)]
-    pub cache_ttl: f64,
+    /// How long a successful authentication is remembered (0, the default, disables the
+    /// cache; at most 1 h). Uses core's `CachedAuthenticator`.
+    #[serde(default, deserialize_with = "deserialize_duration")]
+    pub cache_ttl: Duration,
     /// The most cached authentications. Default 1024.
     #[serde(default = "default_cache_size")]
     pub cache_size: usize,
@@ -182,11 +212,38 @@ pub(crate) struct Server {
     pub(crate) tls: bool,
 }
 
-fn seconds(value: f64, key: &str) -> Result<Duration, ConfigError> {
-    if !(value.is_finite() && value > 0.0 && value <= 3600.0) {
-        return Err(ConfigError::new("must be a number of seconds between 0 and 3600").at(key));
+fn seconds(value: Duration, key: &str) -> Result<Duration, ConfigError> {
+    if value.is_zero() || value > Duration::from_secs(3600) {
+        return Err(ConfigError::new("must be more than 0 and at most 3600 seconds").at(key));
     }
-    Ok(Duration::from_secs_f64(value))
+    Ok(value)
+}
+
+impl Default for LdapConfig {
+    fn default() -> Self {
+        Self {
+            addr: None,
+            urls: Vec::new(),
+            tls: None,
+            insecure_tls_skip_verify: false,
+            ca_certificate: None,
+            bind_dn: None,
+            bind_password_file: None,
+            bind_password_env: None,
+            base: String::new(),
+            filter: String::new(),
+            labels: BTreeMap::new(),
+            initial_bind_as_user: false,
+            connect_timeout: default_timeout(),
+            operation_timeout: default_timeout(),
+            pool_size: default_pool_size(),
+            user_bind: UserBind::default(),
+            cache_ttl: Duration::ZERO,
+            cache_size: default_cache_size(),
+            group_search: None,
+            account_attribute: None,
+        }
+    }
 }
 
 impl LdapConfig {
@@ -199,7 +256,7 @@ impl LdapConfig {
     }
 
     pub(crate) fn cache_ttl(&self) -> Result<Option<Duration>, ConfigError> {
-        if self.cache_ttl == 0.0 {
+        if self.cache_ttl.is_zero() {
             return Ok(None);
         }
         seconds(self.cache_ttl, "cache_ttl").map(Some)
@@ -369,12 +426,16 @@ mod tests {
     fn timeouts_are_validated() {
         let mut c = cfg(r#"{"addr":"h:1","connect_timeout":0.25}"#);
         assert_eq!(c.connect_timeout().unwrap(), Duration::from_millis(250));
-        c.operation_timeout = -1.0;
+        c.operation_timeout = Duration::ZERO;
         assert!(c.operation_timeout().is_err());
-        c.cache_ttl = f64::NAN;
+        c.cache_ttl = Duration::from_secs(7200);
         assert!(c.cache_ttl().is_err());
-        c.cache_ttl = 0.0;
+        c.cache_ttl = Duration::ZERO;
         assert_eq!(c.cache_ttl().unwrap(), None);
+        let c = cfg(r#"{"addr":"h:1","operation_timeout":"1500ms","cache_ttl":"2m"}"#);
+        assert_eq!(c.operation_timeout().unwrap(), Duration::from_millis(1500));
+        assert_eq!(c.cache_ttl().unwrap(), Some(Duration::from_secs(120)));
+        assert!(serde_json::from_str::<LdapConfig>(r#"{"connect_timeout":-1}"#).is_err());
     }
 
     #[test]

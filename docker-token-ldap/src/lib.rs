@@ -148,12 +148,9 @@ impl LdapAuthenticator {
         let core = Arc::new(LdapCore::from_config(config)?);
         let cached = match config.cache_ttl()? {
             Some(ttl) => {
-                // whole seconds, rounded up
-                let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
-                let cache = CacheConfig {
-                    ttl: secs,
-                    max_entries: config.cache_size,
-                };
+                let mut cache = CacheConfig::default();
+                cache.ttl = ttl;
+                cache.max_entries = config.cache_size;
                 Some(CachedAuthenticator::new(core.clone(), cache).map_err(|e| e.at("cache_ttl"))?)
             }
             None => None,

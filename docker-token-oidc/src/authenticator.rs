@@ -122,7 +122,11 @@ impl OidcTokenAuthenticator {
             jwt: JwtRules {
                 issuer: config.issuer.clone(),
                 audiences: config.audiences.clone(),
-                algorithms: config.algorithms.clone(),
+                algorithms: config
+                    .algorithms
+                    .iter()
+                    .map(|a| a.to_jsonwebtoken())
+                    .collect(),
                 clock_skew: config.clock_skew,
             },
             verify_jwts_locally,

@@ -4,9 +4,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use docker_token_core::config::{deserialize_duration, read_secret_file};
 use docker_token_core::{ConfigError, Password};
-use jsonwebtoken::Algorithm as JwtAlgorithm;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
+
+use crate::JwtAlgorithm;
 
 /// How the authenticator authenticates itself to the introspection endpoint (RFC 7662 §2.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -23,8 +25,9 @@ pub enum ClientAuth {
 /// Configuration of an [`OidcTokenAuthenticator`](crate::OidcTokenAuthenticator): IdP access
 /// tokens used as docker passwords (`docker login -u alice -p <access token>`).
 ///
-/// Unknown keys are rejected. Durations are integer seconds or strings with a unit
-/// (`"500ms"`, `"30s"`, `"5m"`, `"1h"`).
+/// Unknown keys are rejected. Durations are seconds or strings with a unit (`"500ms"`,
+/// `"30s"`, `"5m"`, `"1h"`; see [`deserialize_duration`]). Build one with
+/// [`OidcTokenConfig::new`] and set the other fields, or deserialize it.
 ///
 /// ```
 /// use docker_token_oidc::OidcTokenConfig;
@@ -44,6 +47,7 @@ pub enum ClientAuth {
 /// ```
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct OidcTokenConfig {
     /// The issuer URL; `<issuer>/.well-known/openid-configuration` is read for `jwks_uri` and
     /// `introspection_endpoint`, and it must equal the `iss` of the tokens. `https://`, or
@@ -52,7 +56,7 @@ pub struct OidcTokenConfig {
     /// The client id used to call the introspection endpoint.
     pub client_id: String,
     /// The client secret. Prefer `client_secret_file`.
-    #[serde(default, deserialize_with = "deserialize_secret")]
+    #[serde(default)]
     pub client_secret: Option<Password>,
     /// A file holding the client secret (trailing whitespace is ignored).
     #[serde(default)]
@@ -80,7 +84,8 @@ pub struct OidcTokenConfig {
     /// How to authenticate to the introspection endpoint.
     #[serde(default)]
     pub client_auth: ClientAuth,
-    /// JWS algorithms accepted for JWT access tokens (asymmetric only).
+    /// JWS algorithms accepted for JWT access tokens (asymmetric only; default: all of
+    /// [`JwtAlgorithm`]).
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<JwtAlgorithm>,
     /// Timeout of each HTTP request to the IdP (default 5 s).
@@ -130,10 +135,7 @@ pub struct OidcTokenConfig {
 }
 
 fn default_algorithms() -> Vec<JwtAlgorithm> {
-    use JwtAlgorithm::*;
-    vec![
-        RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
-    ]
+    JwtAlgorithm::defaults()
 }
 fn default_http_timeout() -> Duration {
     Duration::from_secs(5)
@@ -232,15 +234,6 @@ impl OidcTokenConfig {
         if self.algorithms.is_empty() {
             return Err(at(ConfigError::new("must not be empty"), "algorithms"));
         }
-        if let Some(alg) = self.algorithms.iter().find(|a| is_symmetric(**a)) {
-            return Err(at(
-                ConfigError::new(format!(
-                    "{alg:?} is a shared-secret algorithm; only asymmetric algorithms can be \
-                     verified with a JWKS"
-                )),
-                "algorithms",
-            ));
-        }
         if self.http_timeout.is_zero() {
             return Err(at(ConfigError::new("must be positive"), "http_timeout"));
         }
@@ -249,26 +242,11 @@ impl OidcTokenConfig {
 
     /// The client secret from `client_secret` or `client_secret_file`.
     pub(crate) fn load_secret(&self) -> Result<Option<Password>, ConfigError> {
-        if let Some(s) = &self.client_secret {
-            return Ok(Some(s.clone()));
-        }
-        let Some(path) = &self.client_secret_file else {
-            return Ok(None);
-        };
-        let raw = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(format!("cannot read {}", path.display()))
-                .with_source(e)
-                .at("client_secret_file")
-                .at("oidc_token")
-        })?;
-        let secret = Password::new(raw.trim_end());
-        drop(Password::new(raw));
-        if secret.is_empty() {
-            return Err(ConfigError::new(format!("{} is empty", path.display()))
-                .at("client_secret_file")
-                .at("oidc_token"));
-        }
-        Ok(Some(secret))
+        load_secret(
+            self.client_secret.as_ref(),
+            self.client_secret_file.as_deref(),
+            "oidc_token",
+        )
     }
 }
 
@@ -297,13 +275,6 @@ impl fmt::Debug for OidcTokenConfig {
             .field("min_token_length", &self.min_token_length)
             .finish()
     }
-}
-
-fn is_symmetric(alg: JwtAlgorithm) -> bool {
-    matches!(
-        alg,
-        JwtAlgorithm::HS256 | JwtAlgorithm::HS384 | JwtAlgorithm::HS512
-    )
 }
 
 /// Whether `host` is a loopback name or address (plain `http://` is allowed only there).
@@ -350,39 +321,19 @@ pub(crate) fn check_url(raw: &str, is_issuer: bool) -> Result<reqwest::Url, Conf
     Ok(url)
 }
 
-fn deserialize_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(Password::new))
-}
-
-/// Integer seconds, or a string with a unit: `ms`, `s`, `m`, `h` (`"1500ms"`, `"30s"`).
-pub(crate) fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Seconds(u64),
-        Text(String),
-    }
-    match Raw::deserialize(d)? {
-        Raw::Seconds(s) => Ok(Duration::from_secs(s)),
-        Raw::Text(t) => parse_duration(&t).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid duration {t:?} (use seconds, or a number with ms, s, m or h)"
-            ))
-        }),
-    }
-}
-
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    match unit.trim() {
-        "" | "s" => Some(Duration::from_secs(n)),
-        "ms" => Some(Duration::from_millis(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        _ => None,
+/// The client secret of either section: `client_secret`, or the content of
+/// `client_secret_file`, or none. Errors name `<section>.client_secret_file`.
+pub(crate) fn load_secret(
+    secret: Option<&Password>,
+    file: Option<&std::path::Path>,
+    section: &str,
+) -> Result<Option<Password>, ConfigError> {
+    match (secret, file) {
+        (Some(s), _) => Ok(Some(s.clone())),
+        (None, Some(path)) => read_secret_file(path)
+            .map(Some)
+            .map_err(|e| e.at("client_secret_file").at(section.to_owned())),
+        (None, None) => Ok(None),
     }
 }
 
@@ -413,7 +364,16 @@ mod tests {
         assert_eq!(c.client_auth, ClientAuth::ClientSecretBasic);
         assert_eq!(c.http_timeout, Duration::from_secs(5));
         assert!(c.algorithms.contains(&JwtAlgorithm::RS256));
-        assert!(!c.algorithms.contains(&JwtAlgorithm::HS256));
+        assert_eq!(c.algorithms, JwtAlgorithm::defaults());
+        // shared-secret algorithms cannot be verified with a JWKS: not even parsed
+        let mut v = minimal();
+        v["algorithms"] = serde_json::json!(["HS256"]);
+        assert!(
+            parse(v)
+                .unwrap_err()
+                .to_string()
+                .contains("unknown variant")
+        );
     }
 
     #[test]
@@ -453,11 +413,6 @@ mod tests {
                 "client_secret_file",
                 serde_json::json!("/x"),
                 "oidc_token.client_secret",
-            ),
-            (
-                "algorithms",
-                serde_json::json!(["HS256"]),
-                "oidc_token.algorithms",
             ),
             ("algorithms", serde_json::json!([]), "oidc_token.algorithms"),
             (
@@ -529,13 +484,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1d"), None);
-        assert_eq!(parse_duration("-1s"), None);
-        assert_eq!(parse_duration(""), None);
+        let mut v = minimal();
+        v["cache_ttl"] = serde_json::json!("1500ms");
+        v["http_timeout"] = serde_json::json!(30);
+        v["jwks_max_age"] = serde_json::json!("2h");
+        let c = parse(v).unwrap();
+        assert_eq!(c.cache_ttl, Duration::from_millis(1500));
+        assert_eq!(c.http_timeout, Duration::from_secs(30));
+        assert_eq!(c.jwks_max_age, Duration::from_secs(7200));
         let mut v = minimal();
         v["cache_ttl"] = serde_json::json!("5x");
         assert!(

@@ -37,6 +37,7 @@
 //! handlers are framework-free (`http` types); `docker-token-axum` mounts them (feature `oidc`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod algorithm;
 mod authenticator;
 mod cache;
 mod claims;
@@ -50,8 +51,7 @@ mod login;
 #[cfg(test)]
 mod proptests;
 
+pub use algorithm::JwtAlgorithm;
 pub use authenticator::OidcTokenAuthenticator;
 pub use config::{ClientAuth, OidcTokenConfig};
-/// The JWS algorithm names used in [`OidcTokenConfig::algorithms`].
-pub use jsonwebtoken::Algorithm as JwtAlgorithm;
-pub use login::{LevelTokenDb, OidcLogin, OidcLoginAuthenticator, OidcLoginConfig};
+pub use login::{OidcLogin, OidcLoginAuthenticator, OidcLoginConfig};

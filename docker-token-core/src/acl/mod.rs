@@ -85,9 +85,11 @@ use self::pattern::RegexCache;
 use crate::authz::{Authorizer, AuthzOutcome, AuthzRequest, Grant, RuleRef};
 use crate::error::{BackendError, ConfigError};
 
-/// One ACL rule as written in the configuration.
+/// One ACL rule as written in the configuration. Build one with [`AclEntry::new`] and set
+/// the other fields, or deserialize it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AclEntry {
     /// The conditions, all of which must hold.
     #[serde(rename = "match")]
@@ -107,9 +109,11 @@ pub struct AclEntry {
     pub expiration: Option<std::time::Duration>,
 }
 
-/// The `match` clause of an [`AclEntry`]. An absent field is no constraint.
+/// The `match` clause of an [`AclEntry`]. An absent field is no constraint. Build one from
+/// [`Default`] and set the fields, or deserialize it.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MatchConditions {
     /// Pattern for the account name (`""` = anonymous only, `/.+/` = any logged-in user).
     pub account: Option<String>,
@@ -124,6 +128,22 @@ pub struct MatchConditions {
     pub ip: Option<String>,
     /// Label name → pattern; each label needs at least one matching value.
     pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl AclEntry {
+    /// A rule granting `actions` (`["*"]`: all requested, `[]`: deny) when `match_` holds.
+    #[must_use]
+    pub fn new(
+        match_: MatchConditions,
+        actions: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        Self {
+            match_,
+            actions: Some(actions.into_iter().map(Into::into).collect()),
+            comment: None,
+            expiration: None,
+        }
+    }
 }
 
 /// A compiled ACL. Cloning is cheap (shared).

@@ -67,7 +67,7 @@ fn translate(go: &str) -> Result<String, String> {
                             Some(end) => (rest.get(..end).unwrap_or_default(), end + 2),
                             None => (rest, rest.len()),
                         };
-                        out.push_str(&regex_syntax::escape(lit));
+                        out.push_str(&regex::escape(lit));
                         for _ in 0..lit.chars().count() + (consumed - lit.len()) {
                             it.next();
                         }

@@ -276,11 +276,13 @@ fn config_defaults_and_validation() {
     assert_eq!(c.ttl(), DEFAULT_TTL);
     assert!(c.is_enabled());
     let c: CacheConfig = serde_json::from_str(r#"{"ttl": 5, "max_entries": 7}"#).unwrap();
-    assert_eq!((c.ttl, c.max_entries), (5, 7));
+    assert_eq!((c.ttl, c.max_entries), (Duration::from_secs(5), 7));
+    let c: CacheConfig = serde_json::from_str(r#"{"ttl": "2m"}"#).unwrap();
+    assert_eq!(c.ttl, Duration::from_secs(120));
     assert!(serde_json::from_str::<CacheConfig>(r#"{"tll": 5}"#).is_err());
     let zero = CacheConfig {
-        ttl: 60,
         max_entries: 0,
+        ..CacheConfig::default()
     };
     assert!(
         zero.validate()
@@ -289,8 +291,8 @@ fn config_defaults_and_validation() {
             .contains("max_entries")
     );
     let long = CacheConfig {
-        ttl: 100_000,
-        max_entries: 1,
+        ttl: Duration::from_secs(100_000),
+        ..CacheConfig::default()
     };
     assert!(long.validate().is_err());
     assert!(CachedAuthenticator::new(Backend::new("a", "b"), zero).is_err());

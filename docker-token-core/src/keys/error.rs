@@ -30,7 +30,7 @@ pub enum KeyError {
     },
     /// The input is not well-formed PEM.
     #[error("malformed PEM")]
-    Pem(#[source] ::pem::PemError),
+    Pem(#[source] crate::BoxError),
     /// The PEM input holds no private key block.
     #[error(
         "no private key found (expected a PEM block PRIVATE KEY, EC PRIVATE KEY or RSA PRIVATE KEY)"

@@ -23,6 +23,7 @@
 //! still accepted through `x5c`, or through a `jwks` file whose `kid` is ours.
 
 mod error;
+#[cfg(any(test, feature = "generate"))]
 mod generate;
 mod kid;
 pub(crate) mod material;
@@ -40,6 +41,8 @@ use base64::alphabet::URL_SAFE;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
 pub use error::KeyError;
+#[cfg(any(test, feature = "generate"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "generate")))]
 pub use generate::GeneratedKey;
 pub use public::VerifyingKey;
 pub use set::KeySet;

@@ -41,7 +41,9 @@ pub(crate) struct Blocks(Vec<::pem::Pem>);
 
 impl Blocks {
     pub(crate) fn parse(input: &[u8]) -> Result<Self, KeyError> {
-        ::pem::parse_many(input).map(Self).map_err(KeyError::Pem)
+        ::pem::parse_many(input)
+            .map(Self)
+            .map_err(|e| KeyError::Pem(Box::new(e)))
     }
 
     /// The single private key. Encrypted keys (PKCS#8 or legacy `Proc-Type`) are refused.

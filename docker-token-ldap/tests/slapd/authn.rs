@@ -181,21 +181,12 @@ async fn labels_from_member_of_and_group_searches() {
     let mut c = config(&s);
     c.labels = [
         member_of_label(),
-        (
-            "mail".to_owned(),
-            LabelMapping {
-                attribute: "mail".to_owned(),
-                ..LabelMapping::default()
-            },
-        ),
-        (
-            "group_dn".to_owned(),
-            LabelMapping {
-                attribute: "memberOf".to_owned(),
-                under: Some("OU=Groups,DC=example,DC=org".to_owned()),
-                ..LabelMapping::default()
-            },
-        ),
+        ("mail".to_owned(), LabelMapping::new("mail")),
+        ("group_dn".to_owned(), {
+            let mut m = LabelMapping::new("memberOf");
+            m.under = Some("OU=Groups,DC=example,DC=org".to_owned());
+            m
+        }),
     ]
     .into();
     let ldap = LdapAuthenticator::from_config(&c).unwrap();
@@ -217,13 +208,13 @@ async fn labels_from_member_of_and_group_searches() {
 
     // groupOfNames search by the user's DN (jdoe's DN has an escaped comma)
     let mut g = config(&s);
-    g.group_search = Some(GroupSearch {
-        base: "ou=groups,dc=example,dc=org".to_owned(),
-        filter: "(&(objectClass=groupOfNames)(member=${dn}))".to_owned(),
-        attribute: "cn".to_owned(),
-        label: "group".to_owned(),
-        lower_case: true,
-    });
+    let mut search = GroupSearch::new(
+        "ou=groups,dc=example,dc=org",
+        "(&(objectClass=groupOfNames)(member=${dn}))",
+    );
+    search.label = "group".to_owned();
+    search.lower_case = true;
+    g.group_search = Some(search);
     let ldap = LdapAuthenticator::from_config(&g).unwrap();
     assert_eq!(
         labels_of(&outcome(&ldap, "alice", "alicepw").await)["group"],
@@ -236,13 +227,12 @@ async fn labels_from_member_of_and_group_searches() {
     assert!(!labels_of(&outcome(&ldap, "carol", "carolpw").await).contains_key("group"));
 
     // posixGroup search by memberUid
-    g.group_search = Some(GroupSearch {
-        base: "ou=posixgroups,dc=example,dc=org".to_owned(),
-        filter: "(&(objectClass=posixGroup)(memberUid=${account}))".to_owned(),
-        attribute: "cn".to_owned(),
-        label: "posix".to_owned(),
-        lower_case: false,
-    });
+    let mut search = GroupSearch::new(
+        "ou=posixgroups,dc=example,dc=org",
+        "(&(objectClass=posixGroup)(memberUid=${account}))",
+    );
+    search.label = "posix".to_owned();
+    g.group_search = Some(search);
     let ldap = LdapAuthenticator::from_config(&g).unwrap();
     assert_eq!(
         labels_of(&outcome(&ldap, "alice", "alicepw").await)["posix"],
@@ -263,7 +253,7 @@ async fn labels_from_member_of_and_group_searches() {
 async fn the_account_is_spelled_as_in_the_directory() {
     let s = Slapd::start();
     let mut cfg = config(&s);
-    cfg.cache_ttl = 30.0;
+    cfg.cache_ttl = Duration::from_secs(30);
     let ldap = LdapAuthenticator::from_config(&cfg).unwrap();
     for typed in ["alice", "ALICE", "Alice", " alice"] {
         for round in 0..2 {
@@ -302,7 +292,7 @@ async fn lookup_without_a_password() {
     let s = Slapd::start();
     let mut c = config(&s);
     c.labels = [member_of_label()].into();
-    c.cache_ttl = 60.0;
+    c.cache_ttl = Duration::from_secs(60);
     let ldap = LdapAuthenticator::from_config(&c).unwrap();
     match ldap.lookup_account("alice").await.unwrap() {
         LookupOutcome::Found(id) => {

@@ -3,6 +3,7 @@
 //! install command.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use docker_token_core::{
     Authenticator, AuthenticatorChain, AuthnOutcome, BackendErrorKind, Labels, LoginAttempt,
@@ -19,30 +20,26 @@ mod transport;
 pub(crate) fn config(s: &Slapd) -> LdapConfig {
     let pw = s.dir().join("service.pw");
     std::fs::write(&pw, format!("{SERVICE_PW}\n")).unwrap();
-    LdapConfig {
-        urls: vec![s.ldap_url()],
-        bind_dn: Some(SERVICE_DN.to_owned()),
-        bind_password_file: Some(pw),
-        base: PEOPLE.to_owned(),
-        filter: "(&(objectClass=inetOrgPerson)(uid=${account}))".to_owned(),
-        connect_timeout: 2.0,
-        operation_timeout: 2.0,
-        pool_size: 4,
-        cache_size: 100,
-        ..LdapConfig::default()
-    }
+    let mut c = LdapConfig::default();
+    c.urls = vec![s.ldap_url()];
+    c.bind_dn = Some(SERVICE_DN.to_owned());
+    c.bind_password_file = Some(pw);
+    c.base = PEOPLE.to_owned();
+    c.filter = "(&(objectClass=inetOrgPerson)(uid=${account}))".to_owned();
+    c.connect_timeout = Duration::from_secs(2);
+    c.operation_timeout = Duration::from_secs(2);
+    c.pool_size = 4;
+    c.cache_size = 100;
+    c
 }
 
 pub(crate) fn member_of_label() -> (String, LabelMapping) {
-    (
-        "group".to_owned(),
-        LabelMapping {
-            attribute: "memberOf".to_owned(),
-            parse_cn: true,
-            lower_case: true,
-            under: None,
-        },
-    )
+    ("group".to_owned(), {
+        let mut m = LabelMapping::new("memberOf");
+        m.parse_cn = true;
+        m.lower_case = true;
+        m
+    })
 }
 
 pub(crate) async fn outcome(a: &impl Authenticator, user: &str, pw: &str) -> AuthnOutcome {

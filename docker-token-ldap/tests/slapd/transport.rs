@@ -97,8 +97,8 @@ async fn failover_to_the_second_url() {
 async fn slapd_down_is_unavailable_and_recovery_needs_no_restart() {
     let mut s = Slapd::start();
     let mut c = config(&s);
-    c.connect_timeout = 1.0;
-    c.operation_timeout = 1.0;
+    c.connect_timeout = Duration::from_secs(1);
+    c.operation_timeout = Duration::from_secs(1);
     let ldap = LdapAuthenticator::from_config(&c).unwrap();
     assert!(matches!(
         outcome(&ldap, "alice", "alicepw").await,
@@ -209,7 +209,7 @@ async fn pool_stays_bounded_under_200_concurrent_requests() {
 async fn cache_serves_bursts_and_never_caches_failures() {
     let mut s = Slapd::start();
     let mut c = config(&s);
-    c.cache_ttl = 30.0;
+    c.cache_ttl = Duration::from_secs(30);
     let ldap = Arc::new(LdapAuthenticator::from_config(&c).unwrap());
     let first = labels_of(&outcome(&ldap, "alice", "alicepw").await);
     outcome(&ldap, "bob", "bobpw").await;

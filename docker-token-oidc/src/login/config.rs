@@ -4,25 +4,22 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use docker_token_core::config::{deserialize_duration, read_secret_file};
 use docker_token_core::{ConfigError, Password};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
-use crate::config::{check_url, deserialize_duration};
-
-/// docker_auth's `level_token_db:` — where the persistent credential store lives.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct LevelTokenDb {
-    /// The database file (docker_auth: a LevelDB directory; here a file of the server's
-    /// embedded store).
-    pub path: PathBuf,
-}
+use crate::config::check_url;
 
 /// Configuration of the browser login ([`OidcLogin`](crate::OidcLogin)): docker_auth's
 /// `oidc_auth` section.
 ///
-/// The `*token_db` keys are not used by this crate: the server picks its
-/// [`CredentialStore`](docker_token_core::CredentialStore) from them.
+/// Where the generated passwords are kept is not configured here: [`OidcLogin::new`]
+/// takes any [`CredentialStore`](docker_token_core::CredentialStore) (the server reads
+/// docker_auth's `*_token_db` keys for that). Durations are seconds or strings such as
+/// `"30d"` ([`deserialize_duration`]). Build one with [`OidcLoginConfig::new`] and set the
+/// other fields, or deserialize it.
+///
+/// [`OidcLogin::new`]: crate::OidcLogin::new
 ///
 /// ```
 /// use docker_token_oidc::OidcLoginConfig;
@@ -42,6 +39,7 @@ pub struct LevelTokenDb {
 /// ```
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct OidcLoginConfig {
     /// The issuer; `<issuer>/.well-known/openid-configuration` names the endpoints.
     pub issuer: String,
@@ -52,7 +50,7 @@ pub struct OidcLoginConfig {
     /// The client id at the provider; also the required `aud` of id tokens.
     pub client_id: String,
     /// The client secret. Prefer `client_secret_file`.
-    #[serde(default, deserialize_with = "deserialize_secret")]
+    #[serde(default)]
     pub client_secret: Option<Password>,
     /// A file holding the client secret (trailing whitespace ignored).
     #[serde(default)]
@@ -115,19 +113,6 @@ pub struct OidcLoginConfig {
     /// must share this file (a mounted secret).
     #[serde(default)]
     pub cookie_key_file: Option<PathBuf>,
-    /// docker_auth's `level_token_db`: the server's persistent store.
-    #[serde(default)]
-    pub level_token_db: Option<LevelTokenDb>,
-    /// docker_auth's older `token_db` (a path): the same as `level_token_db.path`.
-    #[serde(default)]
-    pub token_db: Option<PathBuf>,
-    /// docker_auth's `redis_token_db` (`redis_options: {addr, password, db}`): the server
-    /// keeps the credentials in that Redis.
-    #[serde(default)]
-    pub redis_token_db: Option<serde_json::Value>,
-    /// docker_auth's `gcs_token_db` (not supported yet; the server says so).
-    #[serde(default)]
-    pub gcs_token_db: Option<serde_json::Value>,
 }
 
 fn default_scopes() -> Vec<String> {
@@ -155,11 +140,37 @@ fn default_bcrypt_cost() -> u32 {
     8
 }
 
-fn deserialize_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Password>, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.map(Password::new))
-}
-
 impl OidcLoginConfig {
+    /// A configuration for the client `client_id` at `issuer`, called back at
+    /// `redirect_url`, with no secret yet (set [`client_secret`](Self::client_secret) or
+    /// [`client_secret_file`](Self::client_secret_file)) and defaults otherwise.
+    #[must_use]
+    pub fn new(
+        issuer: impl Into<String>,
+        redirect_url: impl Into<String>,
+        client_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            redirect_url: redirect_url.into(),
+            client_id: client_id.into(),
+            client_secret: None,
+            client_secret_file: None,
+            scopes: default_scopes(),
+            user_claim: default_user_claim(),
+            label_claims: Vec::new(),
+            use_userinfo: false,
+            registry_url: None,
+            password_lifetime: default_password_lifetime(),
+            revalidate_after: default_revalidate_after(),
+            login_timeout: default_login_timeout(),
+            http_timeout: default_http_timeout(),
+            clock_skew: default_clock_skew(),
+            bcrypt_cost: default_bcrypt_cost(),
+            cookie_key_file: None,
+        }
+    }
+
     /// Checks what serde cannot. Errors name the key (`oidc_auth.redirect_url: …`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let at = |e: ConfigError, key: &str| e.at(key.to_owned()).at("oidc_auth");
@@ -238,10 +249,7 @@ impl OidcLoginConfig {
             return Ok(None);
         };
         let fail = |m: String| ConfigError::new(m).at("cookie_key_file").at("oidc_auth");
-        let raw = std::fs::read_to_string(path)
-            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?;
-        let key = Password::new(raw.trim_end());
-        drop(Password::new(raw));
+        let key = read_secret_file(path).map_err(|e| e.at("cookie_key_file").at("oidc_auth"))?;
         if key.expose().len() < 32 {
             return Err(fail(format!(
                 "{} holds fewer than 32 bytes (use e.g. `openssl rand -base64 48`)",
@@ -253,28 +261,16 @@ impl OidcLoginConfig {
 
     /// The client secret from `client_secret` or `client_secret_file`.
     pub(crate) fn load_secret(&self) -> Result<Password, ConfigError> {
-        if let Some(s) = &self.client_secret {
-            return Ok(s.clone());
-        }
-        let Some(path) = &self.client_secret_file else {
-            return Err(ConfigError::new("a client secret is required")
+        crate::config::load_secret(
+            self.client_secret.as_ref(),
+            self.client_secret_file.as_deref(),
+            "oidc_auth",
+        )?
+        .ok_or_else(|| {
+            ConfigError::new("a client secret is required")
                 .at("client_secret")
-                .at("oidc_auth"));
-        };
-        let raw = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(format!("cannot read {}", path.display()))
-                .with_source(e)
-                .at("client_secret_file")
                 .at("oidc_auth")
-        })?;
-        let secret = Password::new(raw.trim_end());
-        drop(Password::new(raw));
-        if secret.is_empty() {
-            return Err(ConfigError::new(format!("{} is empty", path.display()))
-                .at("client_secret_file")
-                .at("oidc_auth"));
-        }
-        Ok(secret)
+        })
     }
 }
 
@@ -294,10 +290,11 @@ impl fmt::Debug for OidcLoginConfig {
             .field("password_lifetime", &self.password_lifetime)
             .field("revalidate_after", &self.revalidate_after)
             .field("login_timeout", &self.login_timeout)
+            .field("http_timeout", &self.http_timeout)
+            .field("clock_skew", &self.clock_skew)
+            .field("bcrypt_cost", &self.bcrypt_cost)
             .field("cookie_key_file", &self.cookie_key_file)
-            .field("level_token_db", &self.level_token_db)
-            .field("token_db", &self.token_db)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -318,7 +315,7 @@ mod tests {
     fn defaults_and_docker_auth_keys() {
         let mut v = minimal();
         v["labels_claims"] = serde_json::json!(["groups"]);
-        v["level_token_db"] = serde_json::json!({"path": "/var/lib/x.db"});
+        v["password_lifetime"] = serde_json::json!("7d");
         let c: OidcLoginConfig = serde_json::from_value(v).unwrap();
         c.validate().unwrap();
         assert_eq!(c.label_claims, ["groups"]);
@@ -326,10 +323,19 @@ mod tests {
         assert_eq!(c.callback_path(), "/oidc_auth");
         assert!(c.secure_cookies());
         assert_eq!(c.effective_scopes(), ["openid", "profile", "email"]);
-        assert_eq!(
-            c.level_token_db.unwrap().path,
-            PathBuf::from("/var/lib/x.db")
+        assert_eq!(c.password_lifetime, Duration::from_secs(7 * 24 * 3600));
+        // the server's store keys are not ours
+        let mut v = minimal();
+        v["level_token_db"] = serde_json::json!({"path": "/var/lib/x.db"});
+        assert!(serde_json::from_value::<OidcLoginConfig>(v).is_err());
+        let mut built = OidcLoginConfig::new(
+            "https://idp.example.org",
+            "https://auth.example.org/oidc_auth",
+            "registry",
         );
+        assert!(built.validate().is_err(), "no secret yet");
+        built.client_secret = Some(Password::new("s"));
+        built.validate().unwrap();
         let d = format!(
             "{:?}",
             serde_json::from_value::<OidcLoginConfig>(minimal()).unwrap()

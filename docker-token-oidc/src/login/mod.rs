@@ -23,7 +23,7 @@ use docker_token_core::{ConfigError, CredentialStore, StoredCredential};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 pub use authenticator::OidcLoginAuthenticator;
-pub use config::{LevelTokenDb, OidcLoginConfig};
+pub use config::OidcLoginConfig;
 
 use crate::claims::ClaimRules;
 use crate::http::HttpClient;

@@ -134,12 +134,10 @@ impl LoginProvider {
         let rules = JwtRules {
             issuer: issuer.clone(),
             audiences: vec![client_id.clone()],
-            algorithms: {
-                use jsonwebtoken::Algorithm::*;
-                vec![
-                    RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
-                ]
-            },
+            algorithms: crate::JwtAlgorithm::defaults()
+                .into_iter()
+                .map(crate::JwtAlgorithm::to_jsonwebtoken)
+                .collect(),
             clock_skew,
         };
         Self {

@@ -456,12 +456,14 @@ fn print_rotation_steps(
         || "<the current token.crt>".to_owned(),
         |p| p.display().to_string(),
     );
-    let max_age = running.map_or(docker_token_core::config::DEFAULT_JWKS_MAX_AGE_SECS, |t| {
-        t.jwks_max_age
-    });
+    let max_age = running
+        .map_or(docker_token_core::config::DEFAULT_JWKS_MAX_AGE, |t| {
+            t.jwks_max_age
+        })
+        .as_secs();
     let expiration = running.map_or_else(
         || "token.expiration".to_owned(),
-        |t| format!("{} s (token.expiration)", t.expiration),
+        |t| format!("{} s (token.expiration)", t.expiration.as_secs()),
     );
     println!();
     println!("To rotate to this key without invalidating issued tokens:");

@@ -4,17 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
-use docker_token_core::StaticUsers;
 use docker_token_core::acl::{Acl, AclEntry};
 use docker_token_core::cache::CacheConfig;
 use docker_token_core::config::{RefreshConfig, TokenConfig};
 use docker_token_core::rate_limit::RateLimitConfig;
 use docker_token_core::refresh::{InMemoryRefreshTokenStore, RefreshTokenStore, RefreshTokens};
 use docker_token_core::static_users::UsersConfig;
+use docker_token_core::{Authenticator, CachedAuthenticator, StaticUsers};
 use docker_token_ldap::{LdapAuthenticator, LdapConfig};
-use docker_token_oidc::{
-    OidcLogin, OidcLoginAuthenticator, OidcLoginConfig, OidcTokenAuthenticator, OidcTokenConfig,
-};
+use docker_token_oidc::{OidcLogin, OidcLoginConfig, OidcTokenAuthenticator, OidcTokenConfig};
 use docker_token_store::robots::RobotAuthenticator;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
@@ -52,7 +50,7 @@ pub(crate) struct FileConfig {
     pub(crate) ldap_auth: Option<LdapConfig>,
     /// `oidc_auth:` — the OIDC browser login (docker_auth's keys plus ours).
     #[serde(default)]
-    pub(crate) oidc_auth: Option<OidcLoginConfig>,
+    pub(crate) oidc_auth: Option<OidcAuthSection>,
     /// `oidc_token_auth:` — our addition: IdP access tokens as docker passwords.
     #[serde(default)]
     pub(crate) oidc_token_auth: Option<OidcTokenConfig>,
@@ -90,6 +88,37 @@ pub(crate) struct FileConfig {
     plugin_authz: Option<IgnoredAny>,
     #[serde(default)]
     casbin_authz: Option<IgnoredAny>,
+}
+
+/// `oidc_auth:`: the library's browser-login keys plus docker_auth's token-DB keys, which
+/// only choose the server's credential store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OidcAuthSection {
+    /// Everything the login itself needs.
+    #[serde(flatten)]
+    pub(crate) login: OidcLoginConfig,
+    /// docker_auth's `level_token_db`: the persistent store.
+    #[serde(default)]
+    pub(crate) level_token_db: Option<LevelTokenDb>,
+    /// docker_auth's older `token_db` (a path): the same as `level_token_db.path`.
+    #[serde(default)]
+    pub(crate) token_db: Option<PathBuf>,
+    /// docker_auth's `redis_token_db` (`redis_options: {addr, password, db}`): the
+    /// credentials are kept in that Redis.
+    #[serde(default)]
+    pub(crate) redis_token_db: Option<serde_json::Value>,
+    /// docker_auth's `gcs_token_db` (not supported yet; named in the error).
+    #[serde(default)]
+    pub(crate) gcs_token_db: Option<IgnoredAny>,
+}
+
+/// docker_auth's `level_token_db:` — where the persistent credential store lives.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LevelTokenDb {
+    /// The database file (docker_auth: a LevelDB directory; here a redb file).
+    pub(crate) path: PathBuf,
 }
 
 /// `server:`.
@@ -191,15 +220,20 @@ impl std::fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// The authentication backends: each with the file section it came from, in the order the
+/// chain asks them. A new kind of backend is one more entry here (see [`FileConfig::load`]),
+/// nothing else.
+pub(crate) type Backends = Vec<(&'static str, std::sync::Arc<dyn Authenticator>)>;
+
 /// Everything built from a valid file, ready to serve.
-#[derive(Debug)]
 pub(crate) struct Loaded {
     /// Where the configuration came from (a path, or "embedded default").
     pub(crate) origin: String,
     /// The parsed file.
     pub(crate) file: FileConfig,
-    /// The authenticators, in the order their sections appear in the file.
-    pub(crate) authenticators: Vec<Authn>,
+    /// The authenticators by section, in chain order. Each load builds new ones (with fresh
+    /// credential caches).
+    pub(crate) backends: Backends,
     /// The compiled ACL, if any.
     pub(crate) acl: Option<Acl>,
     /// The OIDC browser login (`oidc_auth`), whose routes the server mounts.
@@ -210,6 +244,22 @@ pub(crate) struct Loaded {
     pub(crate) refresh: Option<RefreshTokens>,
     /// The `store:` section's stores.
     pub(crate) store: Option<Stores>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<(&str, &str)> = self.backends.iter().map(|(s, a)| (*s, a.name())).collect();
+        f.debug_struct("Loaded")
+            .field("origin", &self.origin)
+            .field("file", &self.file)
+            .field("backends", &names)
+            .field("acl", &self.acl)
+            .field("oidc_login", &self.oidc_login)
+            .field("oidc_store", &self.oidc_store)
+            .field("refresh", &self.refresh)
+            .field("store", &self.store)
+            .finish()
+    }
 }
 
 /// The store named by `token.refresh.path` (a redb file), else the top-level `store:` (redb
@@ -407,24 +457,38 @@ impl FileConfig {
                 None => users = Some(extra),
             }
         }
-        let ldap = match &self.ldap_auth {
-            Some(c) => Some(
-                LdapAuthenticator::from_config(c).map_err(|e| err(&format!("ldap_auth: {e}")))?,
-            ),
-            None => None,
-        };
-        let oidc_token = match &self.oidc_token_auth {
-            Some(c) => Some(Authn::OidcToken(std::sync::Arc::new(
-                OidcTokenAuthenticator::from_config(c)
-                    .map_err(|e| err(&format!("oidc_token_auth: {e}")))?
-                    .with_name("oidc_token_auth"),
-            ))),
-            None => None,
-        };
         let store = match &self.store {
             Some(s) => Some(s.build().map_err(|e| err(&format!("store.{e}")))?),
             None => None,
         };
+        // The registry of backends: one entry per configured section. The chain then runs
+        // in the order the sections appear in the file (docker_auth used a fixed order);
+        // `users` and `htpasswd_file` form one static backend.
+        let mut backends: Backends = Vec::new();
+        if let Some(s) = &store {
+            // never cached: a revoked or expired robot is refused from the next request on
+            backends.push((
+                "store",
+                std::sync::Arc::new(RobotAuthenticator::new(s.robots.clone())),
+            ));
+        }
+        if let Some(users) = users {
+            let cache = self.credential_cache.unwrap_or_default();
+            let users: std::sync::Arc<dyn Authenticator> = if cache.is_enabled() {
+                std::sync::Arc::new(
+                    CachedAuthenticator::new(users, cache)
+                        .map_err(|e| err(&format!("credential_cache: {e}")))?,
+                )
+            } else {
+                std::sync::Arc::new(users)
+            };
+            backends.push(("users", users));
+        }
+        if let Some(c) = &self.ldap_auth {
+            let ldap =
+                LdapAuthenticator::from_config(c).map_err(|e| err(&format!("ldap_auth: {e}")))?;
+            backends.push(("ldap_auth", std::sync::Arc::new(ldap)));
+        }
         let (oidc_login, oidc_store) = match &self.oidc_auth {
             Some(c) => {
                 let (s, sweep) = crate::store::oidc_store(c, store.as_ref())
@@ -434,49 +498,38 @@ impl FileConfig {
                     || (c.level_token_db.is_none()
                         && c.token_db.is_none()
                         && store_is_shared(self.store.as_ref()));
-                if shared && c.cookie_key_file.is_none() {
+                if shared && c.login.cookie_key_file.is_none() {
                     tracing::warn!(
                         "oidc_auth uses a shared (Redis) store but has no cookie_key_file: a browser login started on one replica cannot finish on another"
                     );
                 }
                 let prefix = self.server.path_prefix.as_deref().unwrap_or("");
                 let start = format!("{}/oidc_auth", prefix.trim_end_matches('/'));
-                let login = OidcLogin::new(c, store.0.clone(), start).map_err(|e| err(&e))?;
+                let login =
+                    OidcLogin::new(&c.login, store.0.clone(), start).map_err(|e| err(&e))?;
+                backends.push(("oidc_auth", std::sync::Arc::new(login.authenticator())));
                 (Some(login), Some(store))
             }
             None => (None, None),
         };
-        let mut oidc_authn = oidc_login
-            .as_ref()
-            .map(|l| Authn::OidcLogin(std::sync::Arc::new(l.authenticator())));
-        let mut oidc_token = oidc_token;
-        // The chain runs in the order the sections appear in the file (docker_auth used a
-        // fixed order); `users` and `htpasswd_file` form one static backend.
-        // Robots (`robot$NAME`) first: the prefix is theirs.
-        let mut authenticators: Vec<Authn> = store
-            .iter()
-            .map(|s| {
-                Authn::Robots(std::sync::Arc::new(RobotAuthenticator::new(
-                    s.robots.clone(),
-                )))
-            })
-            .collect();
-        let mut users = users.map(Authn::Static);
-        let mut ldap = ldap.map(|l| Authn::Ldap(std::sync::Arc::new(l)));
-        for section in &self.section_order {
-            match section.as_str() {
-                "users" | "htpasswd_file" => authenticators.extend(users.take()),
-                "ldap_auth" => authenticators.extend(ldap.take()),
-                "oidc_auth" => authenticators.extend(oidc_authn.take()),
-                "oidc_token_auth" => authenticators.extend(oidc_token.take()),
-                _ => {}
-            }
+        if let Some(c) = &self.oidc_token_auth {
+            let oidc = OidcTokenAuthenticator::from_config(c)
+                .map_err(|e| err(&format!("oidc_token_auth: {e}")))?
+                .with_name("oidc_token_auth");
+            backends.push(("oidc_token_auth", std::sync::Arc::new(oidc)));
         }
-        authenticators.extend(users.take());
-        authenticators.extend(ldap.take());
-        authenticators.extend(oidc_authn.take());
-        authenticators.extend(oidc_token.take());
-        if authenticators.is_empty() {
+        // Robots (`robot$NAME`) first: the prefix is theirs. Then file order; sections the
+        // order does not name keep the order above (the sort is stable).
+        let position = |section: &str| match section {
+            "store" => Some(0),
+            _ => self
+                .section_order
+                .iter()
+                .position(|s| s == section || (section == "users" && s == "htpasswd_file"))
+                .map(|p| p + 1),
+        };
+        backends.sort_by_key(|(section, _)| position(section).unwrap_or(usize::MAX));
+        if backends.is_empty() {
             return Err(err(
                 &"no authentication backend configured: add `users:` (an empty map denies everyone), `htpasswd_file:`, `ldap_auth:`, `oidc_auth:`, `oidc_token_auth:` or `store:` (robot accounts)",
             ));
@@ -500,7 +553,7 @@ impl FileConfig {
         Ok(Loaded {
             origin: origin.to_owned(),
             file: self,
-            authenticators,
+            backends,
             acl,
             oidc_login,
             oidc_store,
@@ -508,21 +561,6 @@ impl FileConfig {
             store,
         })
     }
-}
-
-/// One configured authentication backend.
-#[derive(Debug)]
-pub(crate) enum Authn {
-    /// `users` + `htpasswd_file`.
-    Static(StaticUsers),
-    /// `ldap_auth`.
-    Ldap(std::sync::Arc<LdapAuthenticator>),
-    /// `oidc_auth`: the passwords of the browser login.
-    OidcLogin(std::sync::Arc<OidcLoginAuthenticator>),
-    /// `oidc_token_auth`: IdP access tokens.
-    OidcToken(std::sync::Arc<OidcTokenAuthenticator>),
-    /// `store:`: robot accounts.
-    Robots(std::sync::Arc<RobotAuthenticator>),
 }
 
 fn store_is_shared(s: Option<&StoreConfig>) -> bool {

@@ -11,14 +11,13 @@ use std::time::Duration;
 use axum::Router;
 use docker_token_axum::{ClientIpConfig, OidcLoginHandle, ServiceHandle, TokenRouter};
 use docker_token_core::{
-    AuthenticatorChain, AuthorizerChain, CachedAuthenticator, FailedLoginLimiter, TokenService,
-    display_chain,
+    AuthenticatorChain, AuthorizerChain, FailedLoginLimiter, TokenService, display_chain,
 };
 use http::{HeaderName, HeaderValue};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::cli::ServeArgs;
-use crate::config::{Authn, FileConfig, LoadError, Loaded, ServerConfig, SharedStore, parse_net};
+use crate::config::{FileConfig, LoadError, Loaded, ServerConfig, SharedStore, parse_net};
 use crate::{listen, quickstart};
 
 /// Counter: configuration reloads, by `result` (`ok`, `failed`).
@@ -30,8 +29,8 @@ const DURATION_BUCKETS: [f64; 15] = [
     10.0,
 ];
 
-/// Builds the token service (keys, authenticators, authorizers) from a loaded config. Every
-/// call makes fresh credential caches (new keys, no entries).
+/// Builds the token service (keys, authenticators, authorizers) from a loaded config. Each
+/// [`Loaded`] has its own backends, with fresh credential caches (new keys, no entries).
 pub(crate) fn build_service(loaded: &Loaded) -> Result<TokenService, LoadError> {
     build_service_after(loaded, None)
 }
@@ -48,25 +47,8 @@ fn build_service_after(
         .build_issuer()
         .map_err(|e| LoadError(format!("{}: token: {}", loaded.origin, display_chain(&e))))?;
     let mut authn = AuthenticatorChain::new();
-    for a in &loaded.authenticators {
-        match a {
-            Authn::Static(users) => {
-                let cache = loaded.file.credential_cache.unwrap_or_default();
-                if cache.is_enabled() {
-                    let cached = CachedAuthenticator::new(users.clone(), cache).map_err(|e| {
-                        LoadError(format!("{}: credential_cache: {e}", loaded.origin))
-                    })?;
-                    authn.push(Arc::new(cached));
-                } else {
-                    authn.push(Arc::new(users.clone()));
-                }
-            }
-            Authn::Ldap(ldap) => authn.push(ldap.clone()),
-            Authn::OidcLogin(a) => authn.push(a.clone()),
-            Authn::OidcToken(a) => authn.push(a.clone()),
-            // never cached: a revoked or expired robot is refused from the next request on
-            Authn::Robots(a) => authn.push(a.clone()),
-        }
+    for (_, backend) in &loaded.backends {
+        authn.push(backend.clone());
     }
     let mut authz = AuthorizerChain::new();
     if let Some(acl) = &loaded.acl {
@@ -161,9 +143,7 @@ fn router(
     }
     let mut r = TokenRouter::with_handle(service)
         .client_ip(client_ip)
-        .jwks_max_age(std::time::Duration::from_secs(
-            loaded.file.token.jwks_max_age,
-        ))
+        .jwks_max_age(loaded.file.token.jwks_max_age)
         .body_read_timeout(server.header_read_timeout.map_or(
             crate::listen::DEFAULT_HEADER_READ_TIMEOUT,
             Duration::from_secs,

@@ -93,7 +93,7 @@ impl StoreConfig {
 /// otherwise the top-level `store:`; otherwise process memory (lost on restart). Returns the
 /// store and whether it must be swept.
 pub(crate) fn oidc_store(
-    c: &docker_token_oidc::OidcLoginConfig,
+    c: &crate::config::OidcAuthSection,
     top: Option<&Stores>,
 ) -> Result<(Arc<dyn CredentialStore>, bool), String> {
     if c.gcs_token_db.is_some() {
