@@ -193,17 +193,14 @@ pub struct RefreshConfig {
     /// first one it got, so rotation breaks it).
     #[serde(default)]
     pub rotate: bool,
-    /// Refuse a token to another `client_id` than the one it was issued to (default `true`).
-    #[serde(default = "default_true")]
+    /// Refuse a token to another `client_id` than the one it was issued to (default `false`:
+    /// dockerd, `docker manifest` and podman use docker's identity token under other ids).
+    #[serde(default)]
     pub bind_client_id: bool,
     /// An embedded database file for the tokens (the server's business); absent: process
     /// memory, lost on restart.
     #[serde(default)]
     pub path: Option<PathBuf>,
-}
-
-fn default_true() -> bool {
-    true
 }
 
 fn default_refresh_idle() -> Duration {

@@ -5,8 +5,8 @@
 //! A refresh token is an opaque string of 256 bits from the system CSPRNG (43 base64url
 //! characters). The server never stores it: the store key is its [id](refresh_token_id), a
 //! SHA-256 hash, so whoever reads the store (a backup, a Redis replica) cannot use what they
-//! read. A record binds the token to the account, the service and the `client_id` it was
-//! issued to, and says which authenticator accepted the password, so that the refresh grant
+//! read. A record binds the token to the account and the service (and, when
+//! [`RefreshPolicy::bind_client_id`] is on, the `client_id`) it was issued to, and says which authenticator accepted the password, so that the refresh grant
 //! can re-check that user (labels re-read) with the same backend.
 //!
 //! Every record carries its own expiry ([`RefreshRecord::expires_at`]: the idle deadline,
@@ -101,9 +101,12 @@ pub struct RefreshPolicy {
     /// keeps the first refresh token it got, see the [module docs](self)).
     pub rotate: bool,
     /// Whether a token is refused to a `client_id` other than the one it was issued to
-    /// (default on). `client_id` is self-declared, so this keeps tokens apart rather than
-    /// proving anything; note that the docker CLI's own registry client (`docker manifest`)
-    /// sends `registry-client`, not the `docker` of `docker login`.
+    /// (default off). `client_id` is self-declared, so this keeps tokens apart rather than
+    /// proving anything, and real clients share docker's identity token under other ids:
+    /// dockerd with the containerd image store sends `containerd-client`, the docker CLI's
+    /// own registry client (`docker manifest`) `registry-client`, and podman/skopeo reading
+    /// docker's config `containers/image` — all with the token `docker login` got as
+    /// `docker`. Turn it on only where every client keeps its own token.
     pub bind_client_id: bool,
 }
 
@@ -113,7 +116,7 @@ impl Default for RefreshPolicy {
             idle: Duration::from_secs(7 * 86_400),
             absolute: Duration::from_secs(90 * 86_400),
             rotate: false,
-            bind_client_id: true,
+            bind_client_id: false,
         }
     }
 }
@@ -156,8 +159,8 @@ pub struct RefreshRecord {
     pub account: String,
     /// The service (`aud`) it was issued for; a refresh for another service is refused.
     pub service: String,
-    /// The `client_id` it was issued to (`""` when none was sent); a refresh from another
-    /// client is refused.
+    /// The `client_id` it was issued to (`""` when none was sent); with
+    /// [`RefreshPolicy::bind_client_id`], a refresh from another client is refused.
     pub client_id: String,
     /// The authenticator that accepted the password; the refresh grant re-checks the user
     /// with the same one.

@@ -330,7 +330,7 @@ async fn bad_refresh_tokens_are_401_invalid_grant() {
         service: s,
         users,
         store,
-    } = setup(RefreshPolicy::default(), &[]);
+    } = setup(RefreshPolicy::default().with_client_binding(true), &[]);
     let rt = login(&s, "alice").await;
     let unknown = "unknown, expired or revoked";
     assert_invalid_grant(
@@ -426,8 +426,8 @@ async fn bad_refresh_tokens_are_401_invalid_grant() {
 }
 
 #[tokio::test]
-async fn client_binding_can_be_turned_off() {
-    let s = setup(RefreshPolicy::default().with_client_binding(false), &[]).service;
+async fn client_ids_are_not_bound_by_default() {
+    let s = setup(RefreshPolicy::default(), &[]).service;
     let rt = login(&s, "alice").await;
     refresh(&s, &rt, "reg", "registry-client", "")
         .await

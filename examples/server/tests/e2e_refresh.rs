@@ -166,14 +166,9 @@ fn hup(env: &Env) {
 fn docker_login_stores_a_refresh_token_and_docker_manifest_uses_it_alone() {
     let docker = require_binary("docker", "apt-get install docker.io (only the CLI is used)");
     // the docker CLI's own registry client sends client_id=registry-client, not the
-    // client_id=docker of `docker login`: this deployment does not bind client ids
-    let env = Env::start_edited(Opts::default(), |dir, yaml| {
-        with_refresh(dir, yaml).replacen(
-            "absolute: 90d,",
-            "absolute: 90d, bind_client_id: false,",
-            1,
-        )
-    });
+    // client_id=docker of `docker login`: this works because client ids are not bound by
+    // default
+    let env = Env::start_edited(Opts::default(), with_refresh);
     let cfg = env.dir.path().join("dockercfg");
     std::fs::create_dir_all(&cfg).unwrap();
     let docker_cmd = |args: &[&str], stdin: &str| {
@@ -249,7 +244,14 @@ fn docker_login_stores_a_refresh_token_and_docker_manifest_uses_it_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn skopeo_pushes_with_a_refresh_token_alone_until_revoked_or_the_user_is_removed() {
-    let env = Env::start_edited(Opts::default(), with_refresh);
+    // client ids bound (opt-in): a token docker got is refused to skopeo below
+    let env = Env::start_edited(Opts::default(), |dir, yaml| {
+        with_refresh(dir, yaml).replacen(
+            "absolute: 90d,",
+            "absolute: 90d, bind_client_id: true,",
+            1,
+        )
+    });
     let rt = refresh_token_for(&env, "containers/image").await;
     let authfile = auth_file(&env, "auth-rt.json", &rt);
 
