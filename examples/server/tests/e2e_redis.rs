@@ -131,17 +131,6 @@ fn skopeo_push(dir: &Path, oci: &Path, dst: &str, creds: &str) -> CmdOutput {
     )
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 fn ttl(redis: &RedisServer, key: &str) -> i64 {
     let out = redis.cli(&["TTL", key]);
     assert!(out.success, "redis-cli: {}", out.stderr);
@@ -262,13 +251,7 @@ async fn two_replicas_share_robots_and_logins_through_redis() {
     }
 
     // a refresh token issued by replica A is exchanged on replica B
-    let form = |pairs: &[(&str, &str)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&")
-    };
+    let form = common::form_body;
     let post = |base: String, body: String| async move {
         let r = reqwest::Client::new()
             .post(format!("{base}/auth"))

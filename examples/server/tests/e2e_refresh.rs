@@ -57,7 +57,7 @@ async fn post(env: &Env, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
         .post(&env.token_url)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(
-            form_urlencoded_body(form), // a real client's body
+            common::form_body(form), // a real client's body
         )
         .send()
         .await
@@ -68,24 +68,6 @@ async fn post(env: &Env, form: &[(&str, &str)]) -> (u16, serde_json::Value) {
         status,
         serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
     )
-}
-
-fn form_urlencoded_body(form: &[(&str, &str)]) -> String {
-    form.iter()
-        .map(|(k, v)| format!("{k}={}", urlencode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn urlencode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// A refresh token for `client_id`, from the OAuth2 password grant with `access_type=offline`.

@@ -362,3 +362,23 @@ pub fn password_of(page: &str) -> String {
         + 20;
     page[start..].split('<').next().unwrap().to_owned()
 }
+
+/// An `application/x-www-form-urlencoded` body, every value percent-encoded (RFC 3986
+/// unreserved characters kept), as a real client sends it.
+pub fn form_body(form: &[(&str, &str)]) -> String {
+    form.iter()
+        .map(|(k, v)| format!("{k}={}", urlencode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
