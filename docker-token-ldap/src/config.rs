@@ -3,11 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use docker_token_core::config::deserialize_duration;
-use docker_token_core::{ConfigError, Password};
+use docker_token_core::{CacheConfig, ConfigError, Password};
 use serde::Deserialize;
+
+use crate::escape::{Dn, expand};
+use crate::labels::LabelMapper;
 
 /// How to secure the connection (docker_auth's `tls`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -367,6 +371,216 @@ impl LdapConfig {
             (None, None) => Ok(None),
         }
     }
+}
+
+/// How a login is checked.
+#[derive(Debug)]
+pub(crate) enum Mode {
+    SearchBind {
+        base: String,
+        filter: String,
+    },
+    DirectBind {
+        template: String,
+        base: String,
+        filter: String,
+    },
+}
+
+/// An [`LdapConfig`] that passed validation, with its files read: everything the
+/// authenticator is built from.
+pub(crate) struct Settings {
+    pub(crate) mode: Mode,
+    pub(crate) servers: Vec<Server>,
+    pub(crate) tls: Option<Arc<rustls::ClientConfig>>,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) op_timeout: Duration,
+    pub(crate) pool_size: usize,
+    /// The service account (search+bind mode with a `bind_dn`).
+    pub(crate) service_bind: Option<(String, Password)>,
+    pub(crate) user_bind: UserBind,
+    pub(crate) mapper: LabelMapper,
+    /// The attributes to read from the user's entry.
+    pub(crate) attrs: Vec<String>,
+    pub(crate) group_search: Option<GroupSearch>,
+    pub(crate) account_attribute: Option<String>,
+    /// The success cache, when `cache_ttl` is set.
+    pub(crate) cache: Option<CacheConfig>,
+}
+
+impl TryFrom<&LdapConfig> for Settings {
+    type Error = ConfigError;
+
+    /// Validates `config`; reads the service password (`bind_password_file` or
+    /// `bind_password_env`) and the CA file. Errors name the key.
+    fn try_from(config: &LdapConfig) -> Result<Self, ConfigError> {
+        let servers = config.servers()?;
+        let connect_timeout = config.connect_timeout()?;
+        let op_timeout = config.operation_timeout()?;
+        if !(1..=1024).contains(&config.pool_size) {
+            return Err(ConfigError::new("must be between 1 and 1024").at("pool_size"));
+        }
+        let password = config.bind_password()?;
+        let mode = config.mode(password.is_some())?;
+        if let Some(gs) = &config.group_search {
+            check_dn(&gs.base, "group_search.base")?;
+            check_filter(&gs.filter, "group_search.filter", &PLACEHOLDERS)?;
+            if gs.label.is_empty() {
+                return Err(ConfigError::new("must not be empty").at("group_search.label"));
+            }
+        }
+        let mapper = LabelMapper::new(&config.labels)?;
+        let mut attrs = mapper.attributes();
+        let account_attribute = config
+            .account_attribute
+            .clone()
+            .or_else(|| account_attribute_of(&config.filter));
+        if let Some(a) = &account_attribute
+            && !attrs.iter().any(|x| x.eq_ignore_ascii_case(a))
+        {
+            attrs.push(a.clone());
+        }
+        if attrs.is_empty() {
+            attrs.push("1.1".to_owned()); // RFC 4511: no attributes
+        }
+        let tls = if servers.iter().any(|s| s.tls) {
+            Some(crate::tls::client_config(
+                config.ca_certificate.as_deref(),
+                config.insecure_tls_skip_verify,
+            )?)
+        } else {
+            None
+        };
+        let service_bind = match (&mode, &config.bind_dn, password) {
+            (Mode::SearchBind { .. }, Some(dn), Some(pw)) => Some((dn.clone(), pw)),
+            _ => None,
+        };
+        let cache = config.cache_ttl()?.map(|ttl| {
+            let mut cache = CacheConfig::default();
+            cache.ttl = ttl;
+            cache.max_entries = config.cache_size;
+            cache
+        });
+        Ok(Self {
+            mode,
+            servers,
+            tls,
+            connect_timeout,
+            op_timeout,
+            pool_size: config.pool_size,
+            service_bind,
+            user_bind: config.user_bind,
+            mapper,
+            attrs,
+            group_search: config.group_search.clone(),
+            account_attribute,
+            cache,
+        })
+    }
+}
+
+/// Example values of the placeholders, to check templates and filters at load time.
+const PLACEHOLDERS: [(&str, &str); 2] = [("account", "x"), ("dn", "cn=x")];
+
+impl LdapConfig {
+    /// The login mode, checked: direct bind (`initial_bind_as_user`) or search+bind.
+    fn mode(&self, has_password: bool) -> Result<Mode, ConfigError> {
+        if self.initial_bind_as_user {
+            let Some(template) = self.bind_dn.clone().filter(|t| t.contains("${account}")) else {
+                return Err(ConfigError::new(
+                    "with initial_bind_as_user, bind_dn must contain ${account}",
+                )
+                .at("bind_dn"));
+            };
+            if has_password {
+                return Err(ConfigError::new(
+                    "initial_bind_as_user binds as the user: remove the bind password",
+                )
+                .at("bind_password_file"));
+            }
+            if self.user_bind == UserBind::Rebind {
+                return Err(ConfigError::new(
+                    "rebind needs a service account, which direct bind has not",
+                )
+                .at("user_bind"));
+            }
+            check_dn(&expand(&template, &PLACEHOLDERS[..1]), "bind_dn")?;
+            if !self.filter.is_empty() {
+                check_filter(&self.filter, "filter", &PLACEHOLDERS[..1])?;
+                check_dn(&self.base, "base")?;
+            }
+            return Ok(Mode::DirectBind {
+                template,
+                base: self.base.clone(),
+                filter: self.filter.clone(),
+            });
+        }
+        if self.base.trim().is_empty() {
+            return Err(ConfigError::new("the user search base must be set").at("base"));
+        }
+        check_dn(&self.base, "base")?;
+        if !self.filter.contains("${account}") {
+            return Err(ConfigError::new("the filter must contain ${account}").at("filter"));
+        }
+        check_filter(&self.filter, "filter", &PLACEHOLDERS[..1])?;
+        match (&self.bind_dn, has_password) {
+            (Some(dn), false) => {
+                return Err(ConfigError::new(format!(
+                    "bind_dn {dn:?} needs bind_password_file or bind_password_env"
+                ))
+                .at("bind_dn"));
+            }
+            (Some(dn), true) => check_dn(dn, "bind_dn")?,
+            (None, true) => {
+                return Err(ConfigError::new("a bind password without bind_dn").at("bind_dn"));
+            }
+            (None, false) => {}
+        }
+        Ok(Mode::SearchBind {
+            base: self.base.clone(),
+            filter: self.filter.clone(),
+        })
+    }
+}
+
+/// The attribute compared with the login name in a filter such as
+/// `(&(objectClass=person)(uid=${account}))`: the one `(attr=${account})` term, if exactly one.
+pub(crate) fn account_attribute_of(filter: &str) -> Option<String> {
+    let mut found = None;
+    for (i, _) in filter.match_indices("=${account})") {
+        let start = filter[..i].rfind('(')? + 1;
+        let attr = &filter[start..i];
+        if attr.is_empty()
+            || !attr
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';')
+        {
+            return None;
+        }
+        if found.replace(attr.to_owned()).is_some() {
+            return None;
+        }
+    }
+    found
+}
+
+fn check_filter(filter: &str, at: &str, vars: &[(&str, &str)]) -> Result<(), ConfigError> {
+    let example = expand(filter, vars);
+    if example.contains("${") {
+        return Err(
+            ConfigError::new(format!("{filter:?} has an unknown ${{…}} placeholder"))
+                .at(at.to_owned()),
+        );
+    }
+    ldap3::parse_filter(&example).map(|_| ()).map_err(|()| {
+        ConfigError::new(format!("{filter:?} is not a valid LDAP filter")).at(at.to_owned())
+    })
+}
+
+fn check_dn(dn: &str, at: &str) -> Result<(), ConfigError> {
+    Dn::parse(dn)
+        .map(|_| ())
+        .map_err(|e| ConfigError::new(e.to_string()).at(at.to_owned()))
 }
 
 #[cfg(test)]

@@ -10,20 +10,36 @@
 //! The two escapings are different on purpose: a filter escape (`\28`) inside a DN, or a DN
 //! escape (`\,`) inside a filter, is wrong (docker_auth reuses the filter escaping for DNs).
 
+use std::borrow::Cow;
 use std::fmt;
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn push_hex(out: &mut String, byte: u8) {
-    out.push('\\');
-    out.push(char::from(HEX[usize::from(byte >> 4)]));
-    out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+/// `ldap3`'s escaping plus the ASCII control characters it leaves as they are (NUL aside):
+/// a raw newline or CR in a value has no business reaching a server or its logs.
+fn escape_controls(escaped: Cow<'_, str>) -> String {
+    if !escaped.bytes().any(|b| b.is_ascii_control()) {
+        return escaped.into_owned();
+    }
+    let mut out = String::with_capacity(escaped.len() + 4);
+    for c in escaped.chars() {
+        if c.is_ascii_control() {
+            let byte = c as u8;
+            out.push('\\');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Escapes a value for an LDAP search filter (RFC 4515 §3).
 ///
-/// `*`, `(`, `)`, `\` and NUL must be escaped; this also escapes every other ASCII control
-/// character, which RFC 4515 allows for any octet. Everything else (including UTF-8) is kept.
+/// `*`, `(`, `)`, `\` and NUL are escaped by [`ldap3::ldap_escape`]; this also escapes
+/// every other ASCII control character, which RFC 4515 allows for any octet. Everything else
+/// (including UTF-8) is kept.
 ///
 /// ```
 /// use docker_token_ldap::escape::filter_value;
@@ -32,21 +48,15 @@ fn push_hex(out: &mut String, byte: u8) {
 /// ```
 #[must_use]
 pub fn filter_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 8);
-    for c in value.chars() {
-        match c {
-            '*' | '(' | ')' | '\\' | '\0' => push_hex(&mut out, c as u8),
-            c if c.is_ascii_control() => push_hex(&mut out, c as u8),
-            c => out.push(c),
-        }
-    }
-    out
+    escape_controls(ldap3::ldap_escape(value))
 }
 
 /// Escapes an attribute value for use inside a distinguished name (RFC 4514 §2.4).
 ///
-/// Escapes `"` `+` `,` `;` `<` `>` `\` `=` with a backslash, a leading `#` or space and a
-/// trailing space, and NUL and other ASCII control characters as `\XX`.
+/// [`ldap3::dn_escape`] decides what to escape (`"` `+` `,` `;` `<` `>` `\` `=` and NUL, a
+/// leading `#` or space, a trailing space); the special characters are then written in
+/// RFC 4514's preferred `\,` form rather than as hex, and the other ASCII control
+/// characters are escaped as `\XX` too.
 ///
 /// ```
 /// use docker_token_ldap::escape::dn_value;
@@ -55,21 +65,24 @@ pub fn filter_value(value: &str) -> String {
 /// ```
 #[must_use]
 pub fn dn_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 8);
-    let last = value.chars().count().saturating_sub(1);
-    for (i, c) in value.chars().enumerate() {
-        match c {
-            '"' | '+' | ',' | ';' | '<' | '>' | '\\' | '=' => {
+    let escaped = ldap3::dn_escape(value);
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped.as_ref();
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let hex = rest.get(i + 1..i + 3).unwrap_or_default();
+        match u8::from_str_radix(hex, 16).map(char::from) {
+            Ok(c @ ('"' | '+' | ',' | ';' | '<' | '>' | '\\' | '=' | '#' | ' ')) => {
                 out.push('\\');
                 out.push(c);
             }
-            '#' if i == 0 => out.push_str("\\#"),
-            ' ' if i == 0 || i == last => out.push_str("\\ "),
-            c if c.is_ascii_control() => push_hex(&mut out, c as u8),
-            c => out.push(c),
+            // NUL stays hex; `dn_escape` writes nothing else
+            _ => out.push_str(&rest[i..i + 1 + hex.len()]),
         }
+        rest = &rest[i + 1 + hex.len()..];
     }
-    out
+    out.push_str(rest);
+    escape_controls(Cow::Owned(out))
 }
 
 /// Replaces `${name}` placeholders in one pass (a value that itself contains `${…}` is not
@@ -406,6 +419,20 @@ mod tests {
         assert_eq!(dn_value("trail "), r"trail\ ");
         assert_eq!(dn_value("a+b;c<d>e\\f"), r"a\+b\;c\<d\>e\\f");
         assert_eq!(dn_value(""), "");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_beyond_what_ldap3_does() {
+        assert_eq!(
+            ldap3::ldap_escape("a\nb"),
+            "a\nb",
+            "ldap3 keeps a raw newline"
+        );
+        assert_eq!(filter_value("a\nb\x7f\0"), r"a\0ab\7f\00");
+        assert_eq!(dn_value("a\nb\0"), r"a\0ab\00");
+        assert_eq!(dn_value("x,y"), r"x\,y", "the RFC 4514 form, not hex");
+        assert_eq!(ldap3::dn_escape("x,y"), r"x\2cy");
+        assert_eq!(dn_value(" "), r"\ ");
     }
 
     #[test]

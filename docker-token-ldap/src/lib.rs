@@ -78,16 +78,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use docker_token_core::{
-    Authenticator, AuthnOutcome, BackendError, CacheConfig, CachedAuthenticator, ConfigError,
-    Identity, LoginAttempt, LookupOutcome, Password,
+    Authenticator, AuthnOutcome, BackendError, CachedAuthenticator, ConfigError, Identity,
+    LoginAttempt, LookupOutcome, Password,
 };
 use ldap3::Scope;
 
 pub use config::{GroupSearch, LabelMapping, LdapConfig, TlsMode, UserBind};
 
-use crate::escape::{Dn, dn_value, expand, filter_value};
+use crate::config::{Mode, Settings};
+use crate::escape::{dn_value, expand, filter_value};
 use crate::labels::{LabelMapper, add_groups};
-use crate::pool::{BACKEND, Connector, Pool, is_connection_lost, transport_error};
+use crate::pool::{BACKEND, Connector, Pool, Pooled, transport_error};
 use crate::search::{Entry, bind_outcome, check_search_rc, search, search_on};
 
 /// Counters for tests, metrics and capacity planning.
@@ -106,18 +107,6 @@ pub struct PoolStats {
     pub idle_bind: usize,
     /// Entries in the success cache.
     pub cached: usize,
-}
-
-enum Mode {
-    SearchBind {
-        base: String,
-        filter: String,
-    },
-    DirectBind {
-        template: String,
-        base: String,
-        filter: String,
-    },
 }
 
 /// The LDAP authenticator. Build it with [`LdapAuthenticator::from_config`]; it connects
@@ -144,13 +133,14 @@ impl fmt::Debug for LdapAuthenticator {
 
 impl LdapAuthenticator {
     /// Validates `config` and builds the authenticator. No connection is made here.
+    /// Reads the service password (`bind_password_file` or `bind_password_env`) and the CA
+    /// file.
     pub fn from_config(config: &LdapConfig) -> Result<Self, ConfigError> {
-        let core = Arc::new(LdapCore::from_config(config)?);
-        let cached = match config.cache_ttl()? {
-            Some(ttl) => {
-                let mut cache = CacheConfig::default();
-                cache.ttl = ttl;
-                cache.max_entries = config.cache_size;
+        let mut settings = Settings::try_from(config)?;
+        let cache = settings.cache.take();
+        let core = Arc::new(LdapCore::new(settings));
+        let cached = match cache {
+            Some(cache) => {
                 Some(CachedAuthenticator::new(core.clone(), cache).map_err(|e| e.at("cache_ttl"))?)
             }
             None => None,
@@ -214,46 +204,6 @@ impl fmt::Debug for LdapCore {
     }
 }
 
-/// The attribute compared with the login name in a filter such as
-/// `(&(objectClass=person)(uid=${account}))`: the one `(attr=${account})` term, if exactly one.
-fn account_attribute_of(filter: &str) -> Option<String> {
-    let mut found = None;
-    for (i, _) in filter.match_indices("=${account})") {
-        let start = filter[..i].rfind('(')? + 1;
-        let attr = &filter[start..i];
-        if attr.is_empty()
-            || !attr
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ';')
-        {
-            return None;
-        }
-        if found.replace(attr.to_owned()).is_some() {
-            return None;
-        }
-    }
-    found
-}
-
-fn check_filter(filter: &str, at: &str, vars: &[(&str, &str)]) -> Result<(), ConfigError> {
-    let example = expand(filter, vars);
-    if example.contains("${") {
-        return Err(
-            ConfigError::new(format!("{filter:?} has an unknown ${{…}} placeholder"))
-                .at(at.to_owned()),
-        );
-    }
-    ldap3::parse_filter(&example).map(|_| ()).map_err(|()| {
-        ConfigError::new(format!("{filter:?} is not a valid LDAP filter")).at(at.to_owned())
-    })
-}
-
-fn check_dn(dn: &str, at: &str) -> Result<(), ConfigError> {
-    Dn::parse(dn)
-        .map(|_| ())
-        .map_err(|e| ConfigError::new(e.to_string()).at(at.to_owned()))
-}
-
 /// The group filter for a user: `${dn}` and `${account}`, both RFC 4515-escaped.
 fn group_filter(gs: &GroupSearch, dn: &str, account: &str) -> String {
     expand(
@@ -266,126 +216,27 @@ fn group_filter(gs: &GroupSearch, dn: &str, account: &str) -> String {
 }
 
 impl LdapCore {
-    /// Validates the configuration and builds the authenticator (no connection is made yet).
-    ///
-    /// Reads the service password (`bind_password_file` or `bind_password_env`) and the CA file.
-    fn from_config(config: &LdapConfig) -> Result<Self, ConfigError> {
-        let servers = config.servers()?;
-        let connect_timeout = config.connect_timeout()?;
-        let op_timeout = config.operation_timeout()?;
-        if !(1..=1024).contains(&config.pool_size) {
-            return Err(ConfigError::new("must be between 1 and 1024").at("pool_size"));
-        }
-        let password = config.bind_password()?;
-        let vars = [("account", "x"), ("dn", "cn=x")];
-        let mode = if config.initial_bind_as_user {
-            let Some(template) = config.bind_dn.clone().filter(|t| t.contains("${account}")) else {
-                return Err(ConfigError::new(
-                    "with initial_bind_as_user, bind_dn must contain ${account}",
-                )
-                .at("bind_dn"));
-            };
-            if password.is_some() {
-                return Err(ConfigError::new(
-                    "initial_bind_as_user binds as the user: remove the bind password",
-                )
-                .at("bind_password_file"));
-            }
-            if config.user_bind == UserBind::Rebind {
-                return Err(ConfigError::new(
-                    "rebind needs a service account, which direct bind has not",
-                )
-                .at("user_bind"));
-            }
-            check_dn(&expand(&template, &[("account", "x")]), "bind_dn")?;
-            if !config.filter.is_empty() {
-                check_filter(&config.filter, "filter", &vars[..1])?;
-                check_dn(&config.base, "base")?;
-            }
-            Mode::DirectBind {
-                template,
-                base: config.base.clone(),
-                filter: config.filter.clone(),
-            }
-        } else {
-            if config.base.trim().is_empty() {
-                return Err(ConfigError::new("the user search base must be set").at("base"));
-            }
-            check_dn(&config.base, "base")?;
-            if !config.filter.contains("${account}") {
-                return Err(ConfigError::new("the filter must contain ${account}").at("filter"));
-            }
-            check_filter(&config.filter, "filter", &vars[..1])?;
-            match (&config.bind_dn, &password) {
-                (Some(dn), None) => {
-                    return Err(ConfigError::new(format!(
-                        "bind_dn {dn:?} needs bind_password_file or bind_password_env"
-                    ))
-                    .at("bind_dn"));
-                }
-                (Some(dn), Some(_)) => check_dn(dn, "bind_dn")?,
-                (None, Some(_)) => {
-                    return Err(ConfigError::new("a bind password without bind_dn").at("bind_dn"));
-                }
-                (None, None) => {}
-            }
-            Mode::SearchBind {
-                base: config.base.clone(),
-                filter: config.filter.clone(),
-            }
-        };
-        if let Some(gs) = &config.group_search {
-            check_dn(&gs.base, "group_search.base")?;
-            check_filter(&gs.filter, "group_search.filter", &vars)?;
-            if gs.label.is_empty() {
-                return Err(ConfigError::new("must not be empty").at("group_search.label"));
-            }
-        }
-        let mapper = LabelMapper::new(&config.labels)?;
-        let mut attrs = mapper.attributes();
-        let account_attribute = config
-            .account_attribute
-            .clone()
-            .or_else(|| account_attribute_of(&config.filter));
-        if let Some(a) = &account_attribute
-            && !attrs.iter().any(|x| x.eq_ignore_ascii_case(a))
-        {
-            attrs.push(a.clone());
-        }
-        if attrs.is_empty() {
-            attrs.push("1.1".to_owned()); // RFC 4511: no attributes
-        }
-        let tls = if servers.iter().any(|s| s.tls) {
-            Some(tls::client_config(
-                config.ca_certificate.as_deref(),
-                config.insecure_tls_skip_verify,
-            )?)
-        } else {
-            None
-        };
-        let service_bind = match (&mode, &config.bind_dn, password) {
-            (Mode::SearchBind { .. }, Some(dn), Some(pw)) => Some((dn.clone(), pw)),
-            _ => None,
-        };
-        let connector = Arc::new(Connector::new(servers, tls, connect_timeout, op_timeout));
-        let wait = connect_timeout + op_timeout;
-        Ok(Self {
-            mode,
-            service: Pool::new(
-                connector.clone(),
-                service_bind.clone(),
-                config.pool_size,
-                wait,
-            ),
-            binds: Pool::new(connector.clone(), None, config.pool_size, wait),
+    /// Builds the authenticator from a validated configuration (no connection is made yet).
+    fn new(s: Settings) -> Self {
+        let wait = s.connect_timeout + s.op_timeout;
+        let connector = Arc::new(Connector::new(
+            s.servers,
+            s.tls,
+            s.connect_timeout,
+            s.op_timeout,
+        ));
+        Self {
+            service: Pool::new(connector.clone(), s.service_bind.clone(), s.pool_size, wait),
+            binds: Pool::new(connector.clone(), None, s.pool_size, wait),
             connector,
-            service_bind,
-            user_bind: config.user_bind,
-            mapper,
-            attrs,
-            group_search: config.group_search.clone(),
-            account_attribute,
-        })
+            mode: s.mode,
+            service_bind: s.service_bind,
+            user_bind: s.user_bind,
+            mapper: s.mapper,
+            attrs: s.attrs,
+            group_search: s.group_search,
+            account_attribute: s.account_attribute,
+        }
     }
 
     fn stats(&self, cached: usize) -> PoolStats {
@@ -425,46 +276,23 @@ impl LdapCore {
     async fn bind_user(&self, dn: &str, password: &Password) -> Result<bool, BackendError> {
         match self.user_bind {
             UserBind::Pooled => {
-                for attempt in 0..2 {
-                    let mut conn = self.binds.checkout().await?;
-                    match conn.op().simple_bind(dn, password.expose()).await {
-                        Ok(r) => {
-                            conn.release();
-                            return bind_outcome(r.rc);
-                        }
-                        Err(e) if attempt == 0 && !conn.fresh && is_connection_lost(&e) => {}
-                        Err(e) => return Err(transport_error("user bind", &e)),
-                    }
-                }
-                Err(BackendError::unavailable(
-                    BACKEND,
-                    "user bind: connection lost twice",
-                ))
+                let (conn, rc) = bind_on(&self.binds, dn, password).await?;
+                conn.release();
+                bind_outcome(rc)
             }
             UserBind::Rebind => {
-                for attempt in 0..2 {
-                    let mut conn = self.service.checkout().await?;
-                    let rc = match conn.op().simple_bind(dn, password.expose()).await {
-                        Ok(r) => r.rc,
-                        Err(e) if attempt == 0 && !conn.fresh && is_connection_lost(&e) => continue,
-                        Err(e) => return Err(transport_error("user bind", &e)),
-                    };
-                    // whatever happened, the connection is now the user's or anonymous:
-                    // it goes back only once it is the service account's again
-                    let (svc_dn, svc_pw) = self
-                        .service_bind
-                        .as_ref()
-                        .map_or(("", ""), |(d, p)| (d.as_str(), p.expose()));
-                    match conn.op().simple_bind(svc_dn, svc_pw).await {
-                        Ok(r) if r.rc == 0 => conn.release(),
-                        _ => drop(conn),
-                    }
-                    return bind_outcome(rc);
+                let (mut conn, rc) = bind_on(&self.service, dn, password).await?;
+                // whatever happened, the connection is now the user's or anonymous:
+                // it goes back only once it is the service account's again
+                let (svc_dn, svc_pw) = self
+                    .service_bind
+                    .as_ref()
+                    .map_or(("", ""), |(d, p)| (d.as_str(), p.expose()));
+                match conn.op().simple_bind(svc_dn, svc_pw).await {
+                    Ok(r) if r.rc == 0 => conn.release(),
+                    _ => drop(conn),
                 }
-                Err(BackendError::unavailable(
-                    BACKEND,
-                    "user bind: connection lost twice",
-                ))
+                bind_outcome(rc)
             }
             UserBind::Fresh => {
                 // a new connection per login, but still within the bind pool's slots
@@ -556,81 +384,84 @@ impl LdapCore {
     ) -> Result<AuthnOutcome, BackendError> {
         let account = &login.account;
         let dn = expand(template, &[("account", &dn_value(account))]);
-        for attempt in 0..2 {
-            let mut conn = self.binds.checkout().await?;
-            let rc = match conn.op().simple_bind(&dn, login.password.expose()).await {
-                Ok(r) => r.rc,
-                Err(e) if attempt == 0 && !conn.fresh && is_connection_lost(&e) => continue,
-                Err(e) => return Err(transport_error("user bind", &e)),
-            };
-            if !bind_outcome(rc)? {
+        let (mut conn, rc) = bind_on(&self.binds, &dn, &login.password).await?;
+        if !bind_outcome(rc)? {
+            conn.release();
+            tracing::info!(account = %account, "LDAP: direct bind refused");
+            return Ok(AuthnOutcome::Rejected);
+        }
+        // read the user's entry as the user: by filter, or the bound entry itself
+        let (search_base, scope, search_filter, limit) = if filter.is_empty() {
+            (dn.clone(), Scope::Base, "(objectClass=*)".to_owned(), 1)
+        } else {
+            (
+                base.to_owned(),
+                Scope::Subtree,
+                expand(filter, &[("account", &filter_value(account))]),
+                2,
+            )
+        };
+        let found = search_on(
+            &mut conn,
+            &search_base,
+            scope,
+            &search_filter,
+            &self.attrs,
+            limit,
+        )
+        .await
+        .map_err(|e| transport_error("user search", &e))?;
+        check_search_rc("user search", &search_base, found.rc)?;
+        let mut entries = found.entries;
+        let (entry_dn, attrs) = match entries.len() {
+            0 => {
                 conn.release();
-                tracing::info!(account = %account, "LDAP: direct bind refused");
-                return Ok(AuthnOutcome::Rejected);
+                return Ok(AuthnOutcome::NotApplicable);
             }
-            // read the user's entry as the user: by filter, or the bound entry itself
-            let (search_base, scope, search_filter, limit) = if filter.is_empty() {
-                (dn.clone(), Scope::Base, "(objectClass=*)".to_owned(), 1)
-            } else {
-                (
-                    base.to_owned(),
-                    Scope::Subtree,
-                    expand(filter, &[("account", &filter_value(account))]),
-                    2,
-                )
-            };
+            1 => entries.pop().unwrap_or_default(),
+            n => {
+                return Err(BackendError::misconfigured(
+                    BACKEND,
+                    format!("the filter matched {n} or more entries for account {account:?}"),
+                ));
+            }
+        };
+        let mut labels = self.mapper.labels(&attrs);
+        if let Some(gs) = &self.group_search {
+            let gfilter = group_filter(gs, &entry_dn, account);
             let found = search_on(
                 &mut conn,
-                &search_base,
-                scope,
-                &search_filter,
-                &self.attrs,
-                limit,
+                &gs.base,
+                Scope::Subtree,
+                &gfilter,
+                std::slice::from_ref(&gs.attribute),
+                0,
             )
             .await
-            .map_err(|e| transport_error("user search", &e))?;
-            check_search_rc("user search", &search_base, found.rc)?;
-            let mut entries = found.entries;
-            let (entry_dn, attrs) = match entries.len() {
-                0 => {
-                    conn.release();
-                    return Ok(AuthnOutcome::NotApplicable);
-                }
-                1 => entries.pop().unwrap_or_default(),
-                n => {
-                    return Err(BackendError::misconfigured(
-                        BACKEND,
-                        format!("the filter matched {n} or more entries for account {account:?}"),
-                    ));
-                }
-            };
-            let mut labels = self.mapper.labels(&attrs);
-            if let Some(gs) = &self.group_search {
-                let gfilter = group_filter(gs, &entry_dn, account);
-                let found = search_on(
-                    &mut conn,
-                    &gs.base,
-                    Scope::Subtree,
-                    &gfilter,
-                    std::slice::from_ref(&gs.attribute),
-                    0,
-                )
-                .await
-                .map_err(|e| transport_error("group search", &e))?;
-                check_search_rc("group search", &gs.base, found.rc)?;
-                add_groups(&mut labels, gs, &found.entries);
-            }
-            conn.release();
-            let account = self.canonical_account(&attrs, account);
-            return Ok(AuthnOutcome::Authenticated(
-                Identity::new(account).with_labels(labels),
-            ));
+            .map_err(|e| transport_error("group search", &e))?;
+            check_search_rc("group search", &gs.base, found.rc)?;
+            add_groups(&mut labels, gs, &found.entries);
         }
-        Err(BackendError::unavailable(
-            BACKEND,
-            "user bind: connection lost twice",
+        conn.release();
+        let account = self.canonical_account(&attrs, account);
+        Ok(AuthnOutcome::Authenticated(
+            Identity::new(account).with_labels(labels),
         ))
     }
+}
+
+/// Binds a connection from `pool` as `dn` ([`Pool::retrying`]); returns the connection and
+/// the bind's result code.
+async fn bind_on<'a>(
+    pool: &'a Pool,
+    dn: &str,
+    password: &Password,
+) -> Result<(Pooled<'a>, u32), BackendError> {
+    pool.retrying("user bind", |mut conn| async move {
+        let rc = conn.op().simple_bind(dn, password.expose()).await;
+        (conn, rc.map(|r| r.rc))
+    })
+    .await
 }
 
 #[async_trait]

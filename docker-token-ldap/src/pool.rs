@@ -335,6 +335,40 @@ impl Pool {
         self.size
     }
 
+    /// Runs `op` on a checked-out connection; when a reused connection turns out to be dead
+    /// (the server restarted or closed it), once more on a new one. Returns the connection
+    /// with the result: the caller decides whether it goes back ([`Pooled::release`]).
+    /// `what` names the operation in errors.
+    ///
+    /// `op` takes the connection and hands it back with its result rather than borrowing it:
+    /// an async closure over `&mut Pooled` would be the natural shape, but rustc cannot yet
+    /// prove such a closure's future `Send` inside the `#[async_trait]` methods that call this
+    /// ("implementation of `AsyncFnMut` is not general enough").
+    pub(crate) async fn retrying<'a, T, F, Fut>(
+        &'a self,
+        what: &str,
+        mut op: F,
+    ) -> Result<(Pooled<'a>, T), BackendError>
+    where
+        F: FnMut(Pooled<'a>) -> Fut,
+        Fut: Future<Output = (Pooled<'a>, Result<T, LdapError>)>,
+    {
+        for attempt in 0..2 {
+            let (conn, result) = op(self.checkout().await?).await;
+            match result {
+                Ok(value) => return Ok((conn, value)),
+                Err(e) if attempt == 0 && !conn.fresh && is_connection_lost(&e) => {
+                    tracing::debug!(error = %e, "pooled LDAP connection was dead; retrying on a new one");
+                }
+                Err(e) => return Err(transport_error(what, &e)),
+            }
+        }
+        Err(BackendError::unavailable(
+            BACKEND,
+            format!("{what}: connection lost twice"),
+        ))
+    }
+
     /// Takes an idle connection or opens one, waiting at most `wait` for a free slot.
     pub(crate) async fn checkout(&self) -> Result<Pooled<'_>, BackendError> {
         self.checkout_inner(true).await

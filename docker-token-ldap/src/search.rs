@@ -5,7 +5,7 @@ use ldap3::exop::WhoAmI;
 use ldap3::{LdapError, ResultEntry, Scope, SearchOptions, SearchResult};
 
 use crate::labels::Attrs;
-use crate::pool::{BACKEND, Pool, Pooled, is_connection_lost, transport_error};
+use crate::pool::{BACKEND, Pool, Pooled};
 
 /// One entry: its DN and its (UTF-8) attribute values.
 pub(crate) type Entry = (String, Attrs);
@@ -86,8 +86,7 @@ pub(crate) fn check_search_rc(what: &str, base: &str, rc: u32) -> Result<(), Bac
     }
 }
 
-/// Runs a search on a connection from `pool`, retrying once on a fresh connection when a
-/// pooled one turns out to be dead (the server restarted or closed it).
+/// Runs a search on a connection from `pool` ([`Pool::retrying`]).
 pub(crate) async fn search(
     pool: &Pool,
     what: &str,
@@ -96,24 +95,15 @@ pub(crate) async fn search(
     attrs: &[String],
     size_limit: i32,
 ) -> Result<Vec<Entry>, BackendError> {
-    for attempt in 0..2 {
-        let mut conn = pool.checkout().await?;
-        match search_on(&mut conn, base, Scope::Subtree, filter, attrs, size_limit).await {
-            Ok(found) => {
-                conn.release();
-                check_search_rc(what, base, found.rc)?;
-                return Ok(found.entries);
-            }
-            Err(e) if attempt == 0 && !conn.fresh && is_connection_lost(&e) => {
-                tracing::debug!(error = %e, "pooled LDAP connection was dead; retrying on a new one");
-            }
-            Err(e) => return Err(transport_error(what, &e)),
-        }
-    }
-    Err(BackendError::unavailable(
-        BACKEND,
-        format!("{what}: connection lost twice"),
-    ))
+    let (conn, found) = pool
+        .retrying(what, |mut conn| async move {
+            let found = search_on(&mut conn, base, Scope::Subtree, filter, attrs, size_limit).await;
+            (conn, found)
+        })
+        .await?;
+    conn.release();
+    check_search_rc(what, base, found.rc)?;
+    Ok(found.entries)
 }
 
 /// What a user's bind said.
@@ -136,25 +126,18 @@ pub(crate) fn bind_outcome(rc: u32) -> Result<bool, BackendError> {
 
 /// A cheap round trip (WhoAmI) on a pooled connection.
 pub(crate) async fn ping(pool: &Pool) -> Result<(), BackendError> {
-    for attempt in 0..2 {
-        let mut conn = pool.checkout().await?;
-        match conn.op().extended(WhoAmI).await {
-            Ok(res) if res.1.rc == 0 => {
-                conn.release();
-                return Ok(());
-            }
-            Ok(res) => {
-                return Err(BackendError::misconfigured(
-                    BACKEND,
-                    format!("WhoAmI failed with result code {}", res.1.rc),
-                ));
-            }
-            Err(e) if attempt == 0 && !conn.fresh && is_connection_lost(&e) => {}
-            Err(e) => return Err(transport_error("readiness check", &e)),
-        }
+    let (conn, rc) = pool
+        .retrying("readiness check", |mut conn| async move {
+            let rc = conn.op().extended(WhoAmI).await.map(|res| res.1.rc);
+            (conn, rc)
+        })
+        .await?;
+    if rc != 0 {
+        return Err(BackendError::misconfigured(
+            BACKEND,
+            format!("WhoAmI failed with result code {rc}"),
+        ));
     }
-    Err(BackendError::unavailable(
-        BACKEND,
-        "readiness check: connection lost twice",
-    ))
+    conn.release();
+    Ok(())
 }

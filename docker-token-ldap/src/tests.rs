@@ -1,6 +1,7 @@
 //! Configuration validation and the no-network paths of the authenticator.
 
 use super::*;
+use crate::config::account_attribute_of;
 
 fn base() -> LdapConfig {
     serde_json::from_str(
