@@ -2,8 +2,8 @@
 //! `discover()`), a failure is retried by a later request, and a failure is remembered for a
 //! second so that a down IdP does not queue every request behind a timeout.
 
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use docker_token_core::{BackendError, BackendErrorKind};
 use oauth2::IntrospectionUrl;
@@ -14,72 +14,88 @@ use crate::config::check_url;
 use crate::http::{HttpClient, HttpError};
 use crate::introspection::Introspector;
 use crate::jwks::JwksCache;
+use crate::single_flight::{Backoff, SingleFlight};
 
 /// After a failed discovery, further attempts fail at once for this long.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
-/// What discovery yields: how to check opaque tokens and where the keys are.
+/// What discovery yields for the access-token authenticator: how to check opaque tokens and
+/// where the keys are.
 #[derive(Debug)]
-pub(crate) struct Endpoints {
+pub(crate) struct TokenEndpoints {
     pub(crate) introspector: Introspector,
     /// `None` when JWT access tokens are not verified locally (no `audiences`).
     pub(crate) jwks: Option<JwksCache>,
 }
 
-/// A discovery document: it names the issuer it speaks for.
-pub(crate) trait DiscoveryDocument: DeserializeOwned {
-    /// Its `issuer` member.
-    fn issuer(&self) -> &str;
-}
-
 /// Why a discovery document could not be used.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum DocumentError {
     /// Reading or decoding `url` failed.
-    Read { url: String, source: HttpError },
+    #[error("cannot read {url}")]
+    Read {
+        url: String,
+        #[source]
+        source: HttpError,
+    },
     /// The document names another issuer than the configured one.
-    IssuerMismatch { found: String },
+    #[error(
+        "the discovery document names the issuer {found:?}, but the configured issuer is \
+         {configured:?} (they must be identical, including any trailing slash)"
+    )]
+    IssuerMismatch { found: String, configured: String },
 }
 
-/// Reads `<issuer>/.well-known/openid-configuration` and checks that it names exactly
-/// `issuer` (both the access-token authenticator and the browser login use it).
-pub(crate) async fn fetch_document<T: DiscoveryDocument>(
+impl DocumentError {
+    /// Whether the provider cannot be used right now (rather than being misconfigured).
+    pub(crate) fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Read { source, .. } if source.is_unavailable())
+    }
+}
+
+/// Reads `<issuer>/.well-known/openid-configuration`, checks that its `issuer` member is
+/// exactly `issuer`, and decodes the members `T` names (both the access-token authenticator
+/// and the browser login use it).
+pub(crate) async fn fetch_document<T: DeserializeOwned>(
     http: &HttpClient,
     issuer: &str,
 ) -> Result<T, DocumentError> {
+    /// The member every discovery document has.
+    #[derive(Deserialize)]
+    struct Issuer {
+        issuer: String,
+    }
     let url = format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let document: T = match http.get_json(&url).await {
-        Ok(d) => d,
-        Err(source) => return Err(DocumentError::Read { url, source }),
+    let read = |source| DocumentError::Read {
+        url: url.clone(),
+        source,
     };
-    if document.issuer() != issuer {
+    let document: serde_json::Value = http.get_json(&url).await.map_err(read)?;
+    let found = Issuer::deserialize(&document)
+        .map_err(|e| read(HttpError::Json(e)))?
+        .issuer;
+    if found != issuer {
         return Err(DocumentError::IssuerMismatch {
-            found: document.issuer().to_owned(),
+            found,
+            configured: issuer.to_owned(),
         });
     }
-    Ok(document)
+    T::deserialize(document).map_err(|e| read(HttpError::Json(e)))
 }
 
 /// The parts of `/.well-known/openid-configuration` we use.
 #[derive(Debug, Deserialize)]
 struct Metadata {
-    issuer: String,
     #[serde(default)]
     jwks_uri: Option<String>,
     #[serde(default)]
     introspection_endpoint: Option<String>,
 }
 
-impl DiscoveryDocument for Metadata {
-    fn issuer(&self) -> &str {
-        &self.issuer
-    }
-}
-
-/// Everything needed to build [`Endpoints`], from the configuration.
+/// Everything needed to build [`TokenEndpoints`], from the configuration.
 #[derive(Debug)]
 pub(crate) struct DiscoverySettings {
     pub(crate) backend: String,
@@ -94,72 +110,79 @@ pub(crate) struct DiscoverySettings {
     pub(crate) jwks_max_age: Duration,
 }
 
+/// A failed discovery, kept by the back-off and answered again while it lasts.
+#[derive(Clone, Debug)]
+struct Failure {
+    kind: BackendErrorKind,
+    message: String,
+    source: Option<Arc<HttpError>>,
+}
+
+impl Failure {
+    fn misconfigured(message: String) -> Self {
+        Self {
+            kind: BackendErrorKind::Misconfigured,
+            message,
+            source: None,
+        }
+    }
+
+    fn into_backend_error(self, backend: &str) -> BackendError {
+        let e = BackendError::new(self.kind, backend, self.message);
+        match self.source {
+            Some(source) => e.with_source(source),
+            None => e,
+        }
+    }
+}
+
 /// The lazily discovered endpoints.
 #[derive(Debug)]
 pub(crate) struct Discovery {
     settings: DiscoverySettings,
-    done: RwLock<Option<Arc<Endpoints>>>,
-    in_flight: tokio::sync::Mutex<()>,
-    last_failure: Mutex<Option<(Instant, BackendErrorKind, String)>>,
+    endpoints: SingleFlight<TokenEndpoints>,
+    backoff: Backoff<Failure>,
 }
 
 impl Discovery {
     pub(crate) fn new(settings: DiscoverySettings) -> Self {
         Self {
             settings,
-            done: RwLock::new(None),
-            in_flight: tokio::sync::Mutex::new(()),
-            last_failure: Mutex::new(None),
+            endpoints: SingleFlight::default(),
+            backoff: Backoff::new(RETRY_AFTER),
         }
     }
 
-    fn current(&self) -> Option<Arc<Endpoints>> {
-        self.done.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// The endpoints, discovering them if needed.
+    /// The endpoints, discovering them if needed (one discovery at a time; a failure is
+    /// answered again for [`RETRY_AFTER`], then retried).
     pub(crate) async fn endpoints(
         &self,
         http: &HttpClient,
-    ) -> Result<Arc<Endpoints>, BackendError> {
-        if let Some(e) = self.current() {
-            return Ok(e);
-        }
-        let _one_at_a_time = self.in_flight.lock().await;
-        if let Some(e) = self.current() {
-            return Ok(e);
-        }
-        let last_failure = self
-            .last_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some((at, kind, msg)) = last_failure
-            && at.elapsed() < RETRY_AFTER
-        {
-            return Err(BackendError::new(kind, &self.settings.backend, msg));
-        }
-        match self.discover(http).await {
-            Ok(endpoints) => {
-                let endpoints = Arc::new(endpoints);
-                *self.done.write().unwrap_or_else(|p| p.into_inner()) = Some(endpoints.clone());
-                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                tracing::info!(backend = %self.settings.backend, issuer = %self.settings.issuer, "OIDC endpoints discovered");
-                Ok(endpoints)
-            }
-            Err(e) => {
-                tracing::warn!(backend = %self.settings.backend, issuer = %self.settings.issuer, error = %docker_token_core::display_chain(&e), "OIDC discovery failed");
-                *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((
-                    Instant::now(),
-                    e.kind(),
-                    docker_token_core::display_chain(&e),
-                ));
-                Err(e)
-            }
-        }
+    ) -> Result<Arc<TokenEndpoints>, BackendError> {
+        let s = &self.settings;
+        self.endpoints
+            .get_or_try_init(|| {
+                self.backoff.run(|| async {
+                    let result = self.discover(http).await;
+                    match &result {
+                        Ok(_) => {
+                            tracing::info!(backend = %s.backend, issuer = %s.issuer, "OIDC endpoints discovered");
+                        }
+                        Err(e) => {
+                            let error = docker_token_core::display_chain(
+                                &e.clone().into_backend_error(&s.backend),
+                            );
+                            tracing::warn!(backend = %s.backend, issuer = %s.issuer, %error, "OIDC discovery failed");
+                        }
+                    }
+                    result
+                })
+            })
+            .await
+            .map_err(|e| e.into_backend_error(&s.backend))
     }
 
-    async fn discover(&self, http: &HttpClient) -> Result<Endpoints, BackendError> {
+    async fn discover(&self, http: &HttpClient) -> Result<TokenEndpoints, Failure> {
         let s = &self.settings;
         let need_introspection = s.secret.is_some() && s.introspection_override.is_none();
         let need_jwks = s.want_jwks && s.jwks_override.is_none();
@@ -168,7 +191,7 @@ impl Discovery {
         } else {
             None
         };
-        let misconfigured = |m: String| BackendError::misconfigured(&s.backend, m);
+        let misconfigured = Failure::misconfigured;
 
         let introspection = match (&s.secret, &s.introspection_override, &metadata) {
             (None, _, _) => None,
@@ -207,7 +230,7 @@ impl Discovery {
         } else {
             None
         };
-        Ok(Endpoints {
+        Ok(TokenEndpoints {
             introspector: Introspector::new(
                 &s.client_id,
                 s.secret.as_ref(),
@@ -218,25 +241,27 @@ impl Discovery {
         })
     }
 
-    async fn fetch_metadata(&self, http: &HttpClient) -> Result<Metadata, BackendError> {
-        let s = &self.settings;
-        fetch_document(http, &s.issuer).await.map_err(|e| match e {
-            DocumentError::Read { url, source } => {
-                let msg = format!("cannot read {url}");
-                if source.is_unavailable() {
-                    BackendError::unavailable(&s.backend, msg).with_source(source)
+    async fn fetch_metadata(&self, http: &HttpClient) -> Result<Metadata, Failure> {
+        fetch_document(http, &self.settings.issuer)
+            .await
+            .map_err(|e| {
+                let kind = if e.is_unavailable() {
+                    BackendErrorKind::Unavailable
                 } else {
-                    BackendError::misconfigured(&s.backend, msg).with_source(source)
+                    BackendErrorKind::Misconfigured
+                };
+                match e {
+                    DocumentError::Read { url, source } => Failure {
+                        kind,
+                        message: format!("cannot read {url}"),
+                        source: Some(Arc::new(source)),
+                    },
+                    mismatch @ DocumentError::IssuerMismatch { .. } => Failure {
+                        kind,
+                        message: mismatch.to_string(),
+                        source: None,
+                    },
                 }
-            }
-            DocumentError::IssuerMismatch { found } => BackendError::misconfigured(
-                &s.backend,
-                format!(
-                    "the discovery document names the issuer {found:?}, but the configured issuer is {:?} \
-                     (they must be identical, including any trailing slash)",
-                    s.issuer
-                ),
-            ),
-        })
+            })
     }
 }

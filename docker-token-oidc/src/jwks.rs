@@ -1,13 +1,15 @@
 //! The IdP's signing keys: downloaded on first use, again when older than `max_age`, and on
-//! demand (an unknown `kid`) at most once per `min_refresh` interval.
+//! demand (an unknown `kid`) at most once per `min_refresh` interval; one download at a time
+//! ([`SingleFlight`]).
 
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, PublicKeyUse};
 use serde::Deserialize;
 
 use crate::http::{HttpClient, HttpError};
+use crate::single_flight::SingleFlight;
 
 /// The asymmetric signature keys of one download. Keys that cannot be used (other key types,
 /// `use: enc`, unparseable entries) are skipped, not fatal.
@@ -50,20 +52,13 @@ impl Keys {
     }
 }
 
-#[derive(Debug)]
-struct Fetched {
-    keys: Arc<Keys>,
-    at: Instant,
-}
-
 /// A cached JWKS with rate-limited refreshes.
 #[derive(Debug)]
 pub(crate) struct JwksCache {
     uri: String,
     min_refresh: Duration,
     max_age: Duration,
-    current: RwLock<Option<Fetched>>,
-    refresh: tokio::sync::Mutex<()>,
+    keys: SingleFlight<Keys>,
 }
 
 impl JwksCache {
@@ -72,75 +67,118 @@ impl JwksCache {
             uri,
             min_refresh,
             max_age,
-            current: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(()),
+            keys: SingleFlight::default(),
         }
-    }
-
-    fn snapshot(&self) -> Option<(Arc<Keys>, Instant)> {
-        let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
-        guard.as_ref().map(|f| (f.keys.clone(), f.at))
     }
 
     /// The current keys; downloads them when there are none yet or they are older than
     /// `max_age` (a failed re-download keeps the old keys, with a warning).
     pub(crate) async fn keys(&self, http: &HttpClient) -> Result<Arc<Keys>, HttpError> {
-        match self.snapshot() {
-            Some((keys, at)) if at.elapsed() < self.max_age => Ok(keys),
-            Some((keys, _)) => match self.download(http, None).await {
-                Ok(fresh) => Ok(fresh),
-                Err(e) => {
-                    tracing::warn!(uri = %self.uri, error = %e, "could not refresh the JWKS; using the previous keys");
-                    Ok(keys)
-                }
-            },
-            None => self.download(http, None).await,
+        let max_age = self.max_age;
+        let loaded = self
+            .keys
+            .get_or_load(|_, at| at.elapsed() >= max_age, || self.download(http))
+            .await;
+        match (loaded, self.keys.get()) {
+            (Ok(keys), _) => Ok(keys),
+            (Err(e), Some((old, _))) => {
+                tracing::warn!(uri = %self.uri, error = %e, "could not refresh the JWKS; using the previous keys");
+                Ok(old)
+            }
+            (Err(e), None) => Err(e),
         }
     }
 
-    /// Downloads the keys again because a token named a key we don't have — unless the last
-    /// download is more recent than `min_refresh`. Returns `None` when rate-limited.
+    /// The keys to try after `tried` had none for a token's `kid` (or none whose signature
+    /// verifies): downloaded again, unless `tried` is younger than `min_refresh` (then
+    /// `tried` is returned) or another caller's download replaced it meanwhile (then that
+    /// download's keys are returned).
     pub(crate) async fn refresh_for_unknown_key(
         &self,
         http: &HttpClient,
-    ) -> Result<Option<Arc<Keys>>, HttpError> {
-        let Some((_, at)) = self.snapshot() else {
-            return self.download(http, None).await.map(Some);
-        };
-        if at.elapsed() < self.min_refresh {
-            return Ok(None);
-        }
-        self.download(http, Some(at)).await.map(Some)
+        tried: &Arc<Keys>,
+    ) -> Result<Arc<Keys>, HttpError> {
+        let min_refresh = self.min_refresh;
+        self.keys
+            .get_or_load(
+                |current, at| Arc::ptr_eq(current, tried) && at.elapsed() >= min_refresh,
+                || self.download(http),
+            )
+            .await
     }
 
-    /// One download at a time; a caller that waited for another's download uses its result.
-    async fn download(
-        &self,
-        http: &HttpClient,
-        seen: Option<Instant>,
-    ) -> Result<Arc<Keys>, HttpError> {
-        let _one_at_a_time = self.refresh.lock().await;
-        if let Some((keys, at)) = self.snapshot() {
-            let newer_than_seen = seen.is_some_and(|s| at > s);
-            if newer_than_seen || (seen.is_none() && at.elapsed() < self.max_age) {
-                return Ok(keys);
-            }
-        }
+    async fn download(&self, http: &HttpClient) -> Result<Keys, HttpError> {
         let doc: serde_json::Value = http.get_json(&self.uri).await?;
-        let keys = Arc::new(Keys::from_value(&doc));
+        let keys = Keys::from_value(&doc);
         tracing::debug!(uri = %self.uri, keys = keys.keys.len(), "downloaded the JWKS");
-        let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
-        *guard = Some(Fetched {
-            keys: keys.clone(),
-            at: Instant::now(),
-        });
         Ok(keys)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use test_support::oidc::{PROVIDER_KID, Provider};
+
     use super::*;
+
+    /// Runs `n` callers of `refresh_for_unknown_key(tried)` at once.
+    async fn refresh_concurrently(
+        cache: &Arc<JwksCache>,
+        http: &Arc<HttpClient>,
+        tried: &Arc<Keys>,
+        n: usize,
+    ) -> Vec<Arc<Keys>> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (cache, http, tried) = (cache.clone(), http.clone(), tried.clone());
+                tokio::spawn(async move { cache.refresh_for_unknown_key(&http, &tried).await })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for task in tasks {
+            out.push(task.await.unwrap().unwrap());
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unknown_kid_reloads_once_for_many_concurrent_callers() {
+        let provider = Provider::start();
+        let downloads = || provider.request_count("GET", "/jwks");
+        let http = Arc::new(HttpClient::new(Duration::from_secs(5)).unwrap());
+        let uri = format!("{}/jwks", provider.issuer);
+        let cache = Arc::new(JwksCache::new(
+            uri.clone(),
+            Duration::ZERO,
+            Duration::from_secs(3600),
+        ));
+        let first = cache.keys(&http).await.unwrap();
+        assert_eq!(first.keys[0].common.key_id.as_deref(), Some(PROVIDER_KID));
+        assert!(Arc::ptr_eq(&first, &cache.keys(&http).await.unwrap()));
+        assert_eq!(downloads(), 1);
+
+        // 16 callers found no key for a token in `first`: one download serves them all
+        let fresh = refresh_concurrently(&cache, &http, &first, 16).await;
+        assert_eq!(downloads(), 2, "{}", provider.output());
+        assert!(!Arc::ptr_eq(&fresh[0], &first));
+        assert!(fresh.iter().all(|k| Arc::ptr_eq(k, &fresh[0])));
+
+        // a caller that still holds `first` gets the newer keys without a download
+        let later = cache.refresh_for_unknown_key(&http, &first).await.unwrap();
+        assert!(Arc::ptr_eq(&later, &fresh[0]));
+        assert_eq!(downloads(), 2);
+
+        // within `min_refresh` of the last download the tried keys come back, no download
+        let limited = Arc::new(JwksCache::new(
+            uri,
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        ));
+        let keys = limited.keys(&http).await.unwrap();
+        let again = refresh_concurrently(&limited, &http, &keys, 4).await;
+        assert!(again.iter().all(|k| Arc::ptr_eq(k, &keys)));
+        assert_eq!(downloads(), 3);
+    }
 
     #[test]
     fn unusable_and_encryption_keys_are_skipped() {

@@ -86,7 +86,7 @@ impl JwtRules {
     }
 
     /// Verifies `token` and returns its claims. An unknown `kid` (or a bad signature) causes
-    /// one rate-limited JWKS refresh and a second try.
+    /// one rate-limited JWKS refresh and a second try (with the same keys when rate-limited).
     pub(crate) async fn verify(
         &self,
         token: &str,
@@ -104,18 +104,12 @@ impl JwtRules {
         let keys = jwks.keys(http).await.map_err(JwtError::Keys)?;
         match self.verify_with(token, &header, &keys) {
             Err(Attempt::NoKey | Attempt::BadSignature) => {
-                match jwks
-                    .refresh_for_unknown_key(http)
+                let fresh = jwks
+                    .refresh_for_unknown_key(http, &keys)
                     .await
-                    .map_err(JwtError::Keys)?
-                {
-                    Some(fresh) => self
-                        .verify_with(token, &header, &fresh)
-                        .map_err(Attempt::into_error),
-                    None => self
-                        .verify_with(token, &header, &keys)
-                        .map_err(Attempt::into_error),
-                }
+                    .map_err(JwtError::Keys)?;
+                self.verify_with(token, &header, &fresh)
+                    .map_err(Attempt::into_error)
             }
             other => other.map_err(Attempt::into_error),
         }

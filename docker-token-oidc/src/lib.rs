@@ -50,6 +50,7 @@ mod jwt;
 mod login;
 #[cfg(test)]
 mod proptests;
+mod single_flight;
 
 pub use algorithm::JwtAlgorithm;
 pub use authenticator::OidcTokenAuthenticator;

@@ -278,11 +278,19 @@ async fn idp_down_at_startup_then_discovered_later() {
     let port = test_support::free_port();
     let c = config_for(&format!("http://127.0.0.1:{port}"));
     let auth = authenticator(&c);
-    let err = auth.ready().await.unwrap_err();
-    assert_eq!(err.kind(), BackendErrorKind::Unavailable);
+    let first = auth.discover().await.unwrap_err();
+    assert_eq!(first.kind(), BackendErrorKind::Unavailable);
+    // within the back-off, the failure is answered again, reading the same
     let err = login(&auth, "alice", "some-token-value-0123456789")
         .await
         .unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Unavailable);
+    assert_eq!(err.to_string(), first.to_string());
+    assert_eq!(
+        docker_token_core::display_chain(&err),
+        docker_token_core::display_chain(&first)
+    );
+    let err = auth.ready().await.unwrap_err();
     assert_eq!(err.kind(), BackendErrorKind::Unavailable);
 
     let p = Provider::start_with(ProviderOptions {

@@ -2,7 +2,7 @@
 //! userinfo and JWKS endpoints; the code and refresh-token exchanges (oauth2); id-token
 //! verification (jsonwebtoken, JWKS) and userinfo.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use docker_token_core::{BackendError, Password};
 use oauth2::basic::{
@@ -19,10 +19,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::check_url;
-use crate::discovery::{DiscoveryDocument, DocumentError, fetch_document};
+use crate::discovery::fetch_document;
 use crate::http::{HttpClient, HttpError};
 use crate::jwks::JwksCache;
 use crate::jwt::{JwtError, JwtRules};
+use crate::single_flight::SingleFlight;
 
 /// The `id_token` member of a token response.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -51,7 +52,6 @@ type OAuthClient = oauth2::Client<
 /// The discovery document's members we use.
 #[derive(Debug, Deserialize)]
 pub(crate) struct LoginMetadata {
-    issuer: String,
     pub(crate) authorization_endpoint: String,
     token_endpoint: String,
     jwks_uri: String,
@@ -59,15 +59,9 @@ pub(crate) struct LoginMetadata {
     userinfo_endpoint: Option<String>,
 }
 
-impl DiscoveryDocument for LoginMetadata {
-    fn issuer(&self) -> &str {
-        &self.issuer
-    }
-}
-
-/// Discovered endpoints plus the JWKS cache.
+/// What discovery yields for the browser login: its endpoints plus the JWKS cache.
 #[derive(Debug)]
-pub(crate) struct Endpoints {
+pub(crate) struct LoginEndpoints {
     pub(crate) metadata: LoginMetadata,
     jwks: JwksCache,
 }
@@ -117,8 +111,7 @@ pub(crate) struct LoginProvider {
     redirect_url: String,
     rules: JwtRules,
     use_userinfo: bool,
-    endpoints: RwLock<Option<Arc<Endpoints>>>,
-    discovering: tokio::sync::Mutex<()>,
+    endpoints: SingleFlight<LoginEndpoints>,
 }
 
 impl LoginProvider {
@@ -148,41 +141,26 @@ impl LoginProvider {
             redirect_url,
             rules,
             use_userinfo,
-            endpoints: RwLock::new(None),
-            discovering: tokio::sync::Mutex::new(()),
+            endpoints: SingleFlight::default(),
         }
     }
 
-    /// The endpoints, discovered on first use (a failure is retried by the next call).
-    pub(crate) async fn endpoints(&self) -> Result<Arc<Endpoints>, ProviderError> {
-        let current = || {
-            self.endpoints
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        };
-        if let Some(e) = current() {
-            return Ok(e);
-        }
-        let _one = self.discovering.lock().await;
-        if let Some(e) = current() {
-            return Ok(e);
-        }
+    /// The endpoints, discovered on first use (one discovery at a time; a failure is retried
+    /// by the next call).
+    pub(crate) async fn endpoints(&self) -> Result<Arc<LoginEndpoints>, ProviderError> {
+        self.endpoints.get_or_try_init(|| self.discover()).await
+    }
+
+    async fn discover(&self) -> Result<LoginEndpoints, ProviderError> {
         let metadata: LoginMetadata =
             fetch_document(&self.http, &self.issuer)
                 .await
-                .map_err(|e| match e {
-                    DocumentError::Read { url, source } if source.is_unavailable() => {
-                        ProviderError::Unavailable(format!("cannot read {url}: {source}"))
-                    }
-                    DocumentError::Read { url, source } => {
-                        ProviderError::Misconfigured(format!("cannot read {url}: {source}"))
-                    }
-                    DocumentError::IssuerMismatch { found } => {
-                        ProviderError::Misconfigured(format!(
-                            "the discovery document names the issuer {found:?}, not {:?}",
-                            self.issuer
-                        ))
+                .map_err(|e| {
+                    let message = docker_token_core::display_chain(&e);
+                    if e.is_unavailable() {
+                        ProviderError::Unavailable(message)
+                    } else {
+                        ProviderError::Misconfigured(message)
                     }
                 })?;
         for (name, u) in [
@@ -204,13 +182,11 @@ impl LoginProvider {
             std::time::Duration::from_secs(30),
             std::time::Duration::from_secs(3600),
         );
-        let endpoints = Arc::new(Endpoints { metadata, jwks });
-        *self.endpoints.write().unwrap_or_else(|p| p.into_inner()) = Some(endpoints.clone());
         tracing::info!(issuer = %self.issuer, "OIDC login endpoints discovered");
-        Ok(endpoints)
+        Ok(LoginEndpoints { metadata, jwks })
     }
 
-    fn client(&self, endpoints: &Endpoints) -> Result<OAuthClient, ProviderError> {
+    fn client(&self, endpoints: &LoginEndpoints) -> Result<OAuthClient, ProviderError> {
         let token_url = TokenUrl::new(endpoints.metadata.token_endpoint.clone())
             .map_err(|e| ProviderError::Misconfigured(format!("token_endpoint: {e}")))?;
         let redirect = RedirectUrl::new(self.redirect_url.clone())
@@ -263,7 +239,7 @@ impl LoginProvider {
 
     async fn claims_of(
         &self,
-        endpoints: &Endpoints,
+        endpoints: &LoginEndpoints,
         answer: &TokenResponse,
         nonce: Option<&str>,
     ) -> Result<Exchanged, ProviderError> {
@@ -303,7 +279,7 @@ impl LoginProvider {
 
     async fn verify_id_token(
         &self,
-        endpoints: &Endpoints,
+        endpoints: &LoginEndpoints,
         token: &str,
         nonce: Option<&str>,
     ) -> Result<Map<String, Value>, ProviderError> {
@@ -332,7 +308,7 @@ impl LoginProvider {
 
     async fn userinfo(
         &self,
-        endpoints: &Endpoints,
+        endpoints: &LoginEndpoints,
         access_token: &str,
     ) -> Result<Map<String, Value>, ProviderError> {
         let Some(url) = &endpoints.metadata.userinfo_endpoint else {
