@@ -1,7 +1,6 @@
 //! The `oidc_token:` configuration section ([`OidcTokenConfig`]) and its validation.
 
-use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use docker_token_core::config::{deserialize_duration, read_secret_file};
@@ -45,7 +44,7 @@ pub enum ClientAuth {
 /// assert_eq!(config.cache_ttl.as_secs(), 120);
 /// config.validate().unwrap();
 /// ```
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct OidcTokenConfig {
@@ -86,47 +85,29 @@ pub struct OidcTokenConfig {
     pub client_auth: ClientAuth,
     /// JWS algorithms accepted for JWT access tokens (asymmetric only; default: all of
     /// [`JwtAlgorithm`]).
-    #[serde(default = "default_algorithms")]
+    #[serde(default = "JwtAlgorithm::defaults")]
     pub algorithms: Vec<JwtAlgorithm>,
     /// Timeout of each HTTP request to the IdP (default 5 s).
-    #[serde(
-        default = "default_http_timeout",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<5>", deserialize_with = "deserialize_duration")]
     pub http_timeout: Duration,
     /// How long a successful check is reused, at most (never beyond the token's `exp`). A
     /// revoked token keeps working for up to this long. Default 60 s; 0 disables it.
-    #[serde(
-        default = "default_cache_ttl",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<60>", deserialize_with = "deserialize_duration")]
     pub cache_ttl: Duration,
     /// How long a failed check is reused (default 10 s; 0 disables it).
-    #[serde(
-        default = "default_negative_cache_ttl",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<10>", deserialize_with = "deserialize_duration")]
     pub negative_cache_ttl: Duration,
     /// The most cached results kept (default 10 000).
     #[serde(default = "default_max_cache_entries")]
     pub max_cache_entries: usize,
     /// Allowed clock difference for `exp`/`nbf` of JWT access tokens (default 30 s).
-    #[serde(
-        default = "default_clock_skew",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<30>", deserialize_with = "deserialize_duration")]
     pub clock_skew: Duration,
     /// The least time between two JWKS downloads caused by an unknown `kid` (default 30 s).
-    #[serde(
-        default = "default_jwks_min_refresh",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<30>", deserialize_with = "deserialize_duration")]
     pub jwks_min_refresh_interval: Duration,
     /// How long a downloaded JWKS is used before it is fetched again (default 1 h).
-    #[serde(
-        default = "default_jwks_max_age",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<3600>", deserialize_with = "deserialize_duration")]
     pub jwks_max_age: Duration,
     /// Passwords shorter than this are not sent to the IdP (they cannot be its tokens), so
     /// that short static passwords never leave the server. Default 16.
@@ -134,29 +115,8 @@ pub struct OidcTokenConfig {
     pub min_token_length: usize,
 }
 
-fn default_algorithms() -> Vec<JwtAlgorithm> {
-    JwtAlgorithm::defaults()
-}
-fn default_http_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_cache_ttl() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_negative_cache_ttl() -> Duration {
-    Duration::from_secs(10)
-}
 fn default_max_cache_entries() -> usize {
     10_000
-}
-fn default_clock_skew() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_jwks_min_refresh() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_jwks_max_age() -> Duration {
-    Duration::from_secs(3600)
 }
 fn default_min_token_length() -> usize {
     16
@@ -182,98 +142,125 @@ impl OidcTokenConfig {
             label_claims: Vec::new(),
             audiences: Vec::new(),
             client_auth: ClientAuth::default(),
-            algorithms: default_algorithms(),
-            http_timeout: default_http_timeout(),
-            cache_ttl: default_cache_ttl(),
-            negative_cache_ttl: default_negative_cache_ttl(),
+            algorithms: JwtAlgorithm::defaults(),
+            http_timeout: secs::<5>(),
+            cache_ttl: secs::<60>(),
+            negative_cache_ttl: secs::<10>(),
             max_cache_entries: default_max_cache_entries(),
-            clock_skew: default_clock_skew(),
-            jwks_min_refresh_interval: default_jwks_min_refresh(),
-            jwks_max_age: default_jwks_max_age(),
+            clock_skew: secs::<30>(),
+            jwks_min_refresh_interval: secs::<30>(),
+            jwks_max_age: secs::<3600>(),
             min_token_length: default_min_token_length(),
         }
     }
 
     /// Checks what serde cannot. Errors name the key (`oidc_token.issuer: …`), never a secret.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let at = |e: ConfigError, key: &str| e.at(key.to_owned()).at("oidc_token");
-        check_url(&self.issuer, true).map_err(|e| at(e, "issuer"))?;
+        let keys = self.client_keys();
+        keys.validate(self.audiences.is_empty().then_some(
+            "a client secret (client_secret or client_secret_file) is required to call the \
+             introspection endpoint; without one, set `audiences` to accept JWT access tokens \
+             only",
+        ))?;
         for (key, url) in [
             ("introspection_endpoint", &self.introspection_endpoint),
             ("jwks_uri", &self.jwks_uri),
         ] {
             if let Some(u) = url {
-                check_url(u, false).map_err(|e| at(e, key))?;
+                check_url(u, false).map_err(|e| keys.error(key, e))?;
             }
-        }
-        if self.client_id.trim().is_empty() {
-            return Err(at(ConfigError::new("must not be empty"), "client_id"));
-        }
-        match (&self.client_secret, &self.client_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(at(
-                    ConfigError::new("set client_secret or client_secret_file, not both"),
-                    "client_secret",
-                ));
-            }
-            (None, None) if self.audiences.is_empty() => {
-                return Err(at(
-                    ConfigError::new(
-                        "a client secret (client_secret or client_secret_file) is required to call \
-                         the introspection endpoint; without one, set `audiences` to accept JWT \
-                         access tokens only",
-                    ),
-                    "client_secret",
-                ));
-            }
-            _ => {}
-        }
-        if self.user_claim.trim().is_empty() {
-            return Err(at(ConfigError::new("must not be empty"), "user_claim"));
         }
         if self.algorithms.is_empty() {
-            return Err(at(ConfigError::new("must not be empty"), "algorithms"));
+            return Err(keys.error("algorithms", ConfigError::new("must not be empty")));
         }
-        if self.http_timeout.is_zero() {
-            return Err(at(ConfigError::new("must be positive"), "http_timeout"));
+        keys.positive([("http_timeout", self.http_timeout)])
+    }
+
+    fn client_keys(&self) -> ClientKeys<'_> {
+        ClientKeys {
+            section: "oidc_token",
+            issuer: &self.issuer,
+            client_id: &self.client_id,
+            client_secret: self.client_secret.as_ref(),
+            client_secret_file: self.client_secret_file.as_deref(),
+            user_claim: &self.user_claim,
         }
-        Ok(())
     }
 
     /// The client secret from `client_secret` or `client_secret_file`.
     pub(crate) fn load_secret(&self) -> Result<Option<Password>, ConfigError> {
-        load_secret(
-            self.client_secret.as_ref(),
-            self.client_secret_file.as_deref(),
-            "oidc_token",
-        )
+        self.client_keys().load_secret()
     }
 }
 
-impl fmt::Debug for OidcTokenConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OidcTokenConfig")
-            .field("issuer", &self.issuer)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
-            .field("client_secret_file", &self.client_secret_file)
-            .field("introspection_endpoint", &self.introspection_endpoint)
-            .field("jwks_uri", &self.jwks_uri)
-            .field("user_claim", &self.user_claim)
-            .field("user_claim_fallbacks", &self.user_claim_fallbacks)
-            .field("label_claims", &self.label_claims)
-            .field("audiences", &self.audiences)
-            .field("client_auth", &self.client_auth)
-            .field("algorithms", &self.algorithms)
-            .field("http_timeout", &self.http_timeout)
-            .field("cache_ttl", &self.cache_ttl)
-            .field("negative_cache_ttl", &self.negative_cache_ttl)
-            .field("max_cache_entries", &self.max_cache_entries)
-            .field("clock_skew", &self.clock_skew)
-            .field("jwks_min_refresh_interval", &self.jwks_min_refresh_interval)
-            .field("jwks_max_age", &self.jwks_max_age)
-            .field("min_token_length", &self.min_token_length)
-            .finish()
+/// The default of a duration key, `N` seconds: `#[serde(default = "secs::<N>")]`.
+pub(crate) const fn secs<const N: u64>() -> Duration {
+    Duration::from_secs(N)
+}
+
+/// The keys both sections (`oidc_token`, `oidc_auth`) have for our client at the IdP, and
+/// the checks they share. Errors name `<section>.<key>`, never a secret.
+pub(crate) struct ClientKeys<'a> {
+    pub(crate) section: &'static str,
+    pub(crate) issuer: &'a str,
+    pub(crate) client_id: &'a str,
+    pub(crate) client_secret: Option<&'a Password>,
+    pub(crate) client_secret_file: Option<&'a Path>,
+    pub(crate) user_claim: &'a str,
+}
+
+impl ClientKeys<'_> {
+    /// `e`, located at `<section>.<key>`.
+    pub(crate) fn error(&self, key: &str, e: ConfigError) -> ConfigError {
+        e.at(key.to_owned()).at(self.section)
+    }
+
+    /// The issuer is an IdP URL, `client_id` and `user_claim` are not blank, and at most one
+    /// of `client_secret` and `client_secret_file` is set. With `missing_secret`, one of them
+    /// must be set, and that is the message when neither is.
+    pub(crate) fn validate(&self, missing_secret: Option<&str>) -> Result<(), ConfigError> {
+        check_url(self.issuer, true).map_err(|e| self.error("issuer", e))?;
+        if self.client_id.trim().is_empty() {
+            return Err(self.error("client_id", ConfigError::new("must not be empty")));
+        }
+        match (self.client_secret, self.client_secret_file, missing_secret) {
+            (Some(_), Some(_), _) => {
+                return Err(self.error(
+                    "client_secret",
+                    ConfigError::new("set client_secret or client_secret_file, not both"),
+                ));
+            }
+            (None, None, Some(message)) => {
+                return Err(self.error("client_secret", ConfigError::new(message)));
+            }
+            _ => {}
+        }
+        if self.user_claim.trim().is_empty() {
+            return Err(self.error("user_claim", ConfigError::new("must not be empty")));
+        }
+        Ok(())
+    }
+
+    /// Each of `durations` (key, value) is positive.
+    pub(crate) fn positive<const N: usize>(
+        &self,
+        durations: [(&str, Duration); N],
+    ) -> Result<(), ConfigError> {
+        match durations.into_iter().find(|(_, d)| d.is_zero()) {
+            Some((key, _)) => Err(self.error(key, ConfigError::new("must be positive"))),
+            None => Ok(()),
+        }
+    }
+
+    /// The client secret: `client_secret`, or the content of `client_secret_file`, or none.
+    pub(crate) fn load_secret(&self) -> Result<Option<Password>, ConfigError> {
+        match (self.client_secret, self.client_secret_file) {
+            (Some(s), _) => Ok(Some(s.clone())),
+            (None, Some(path)) => read_secret_file(path)
+                .map(Some)
+                .map_err(|e| self.error("client_secret_file", e)),
+            (None, None) => Ok(None),
+        }
     }
 }
 
@@ -321,22 +308,6 @@ pub(crate) fn check_url(raw: &str, is_issuer: bool) -> Result<reqwest::Url, Conf
     Ok(url)
 }
 
-/// The client secret of either section: `client_secret`, or the content of
-/// `client_secret_file`, or none. Errors name `<section>.client_secret_file`.
-pub(crate) fn load_secret(
-    secret: Option<&Password>,
-    file: Option<&std::path::Path>,
-    section: &str,
-) -> Result<Option<Password>, ConfigError> {
-    match (secret, file) {
-        (Some(s), _) => Ok(Some(s.clone())),
-        (None, Some(path)) => read_secret_file(path)
-            .map(Some)
-            .map_err(|e| e.at("client_secret_file").at(section.to_owned())),
-        (None, None) => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,6 +348,18 @@ mod tests {
     }
 
     #[test]
+    fn new_has_the_defaults_of_deserialization() {
+        let built = OidcTokenConfig::new(
+            "https://idp.example.org",
+            "registry",
+            Some(Password::new("s3cret-value")),
+            "sub",
+        );
+        let parsed = parse(minimal()).unwrap();
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let mut v = minimal();
         v["user_claims"] = serde_json::json!("email");
@@ -392,7 +375,7 @@ mod tests {
         let c = parse(minimal()).unwrap();
         let d = format!("{c:?}");
         assert!(!d.contains("s3cret-value"), "{d}");
-        assert!(d.contains("client_secret: Some(\"***\")"), "{d}");
+        assert!(d.contains("client_secret: Some(Password(***))"), "{d}");
     }
 
     #[test]

@@ -8,7 +8,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::StatusCode;
+use oauth2::basic::{BasicErrorResponse, BasicRevocationErrorResponse};
+use oauth2::{EndpointNotSet, StandardRevocableToken};
 use serde::de::DeserializeOwned;
+
+/// An `oauth2` client with the standard error and revocation types, answering
+/// `TokenResponse` at the token endpoint and `Introspected` at the introspection endpoint;
+/// `HasIntrospectionUrl` and `HasTokenUrl` say which of the two is set (the others are not).
+pub(crate) type OAuthClient<TokenResponse, Introspected, HasIntrospectionUrl, HasTokenUrl> =
+    oauth2::Client<
+        BasicErrorResponse,
+        TokenResponse,
+        Introspected,
+        StandardRevocableToken,
+        BasicRevocationErrorResponse,
+        EndpointNotSet,
+        EndpointNotSet,
+        HasIntrospectionUrl,
+        EndpointNotSet,
+        HasTokenUrl,
+    >;
 
 /// Responses larger than this are refused (discovery documents and JWKS are a few KiB).
 const MAX_BODY: usize = 1024 * 1024;

@@ -4,19 +4,18 @@ use std::collections::BTreeMap;
 
 use http::StatusCode;
 use oauth2::basic::{
-    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse, BasicTokenResponse,
-    BasicTokenType,
+    BasicErrorResponse, BasicErrorResponseType, BasicTokenResponse, BasicTokenType,
 };
 use oauth2::{
     AccessToken, AuthType, ClientId, ClientSecret, EndpointMaybeSet, EndpointNotSet,
-    ExtraTokenFields, IntrospectionUrl, RequestTokenError, StandardRevocableToken,
-    StandardTokenIntrospectionResponse, TokenIntrospectionResponse as _,
+    ExtraTokenFields, IntrospectionUrl, RequestTokenError, StandardTokenIntrospectionResponse,
+    TokenIntrospectionResponse as _,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::ClientAuth;
-use crate::http::{HttpClient, HttpError};
+use crate::http::{HttpClient, HttpError, OAuthClient};
 
 /// Every member of the introspection answer that RFC 7662 does not define (e.g. `groups`,
 /// `preferred_username`, `email`).
@@ -27,18 +26,8 @@ impl ExtraTokenFields for OtherClaims {}
 
 type Introspected = StandardTokenIntrospectionResponse<OtherClaims, BasicTokenType>;
 
-type OAuthClient = oauth2::Client<
-    BasicErrorResponse,
-    BasicTokenResponse,
-    Introspected,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointMaybeSet,
-    EndpointNotSet,
-    EndpointNotSet,
->;
+type IntrospectionClient =
+    OAuthClient<BasicTokenResponse, Introspected, EndpointMaybeSet, EndpointNotSet>;
 
 /// The answer about one token.
 #[derive(Debug)]
@@ -73,7 +62,7 @@ pub(crate) enum IntrospectionError {
 /// An introspection endpoint and our credentials for it.
 #[derive(Debug)]
 pub(crate) struct Introspector {
-    client: OAuthClient,
+    client: IntrospectionClient,
 }
 
 impl Introspector {

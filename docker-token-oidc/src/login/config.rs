@@ -1,6 +1,5 @@
 //! The `oidc_auth:` configuration section ([`OidcLoginConfig`]): docker_auth's keys plus ours.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,7 +7,7 @@ use docker_token_core::config::{deserialize_duration, read_secret_file};
 use docker_token_core::{ConfigError, Password};
 use serde::Deserialize;
 
-use crate::config::check_url;
+use crate::config::{ClientKeys, check_url, secs};
 
 /// Configuration of the browser login ([`OidcLogin`](crate::OidcLogin)): docker_auth's
 /// `oidc_auth` section.
@@ -37,7 +36,7 @@ use crate::config::check_url;
 /// config.validate().unwrap();
 /// assert_eq!(config.label_claims, ["groups"]);
 /// ```
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct OidcLoginConfig {
@@ -72,36 +71,21 @@ pub struct OidcLoginConfig {
     #[serde(default)]
     pub registry_url: Option<String>,
     /// How long a generated docker password is valid (default 30 days).
-    #[serde(
-        default = "default_password_lifetime",
-        deserialize_with = "deserialize_duration",
-        alias = "token_lifetime"
-    )]
+    #[serde(default = "secs::<{ 30 * 24 * 3600 }>", alias = "token_lifetime")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub password_lifetime: Duration,
     /// After this long, a docker password is re-checked with the provider's refresh token;
     /// without one, the user must log in again (default 1 h).
-    #[serde(
-        default = "default_revalidate_after",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<3600>", deserialize_with = "deserialize_duration")]
     pub revalidate_after: Duration,
     /// How long a started browser login may take (default 10 min).
-    #[serde(
-        default = "default_login_timeout",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<600>", deserialize_with = "deserialize_duration")]
     pub login_timeout: Duration,
     /// Timeout of each request to the provider (default 10 s).
-    #[serde(
-        default = "default_http_timeout",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<10>", deserialize_with = "deserialize_duration")]
     pub http_timeout: Duration,
     /// Allowed clock difference for id-token `exp` (default 30 s).
-    #[serde(
-        default = "default_clock_skew",
-        deserialize_with = "deserialize_duration"
-    )]
+    #[serde(default = "secs::<30>", deserialize_with = "deserialize_duration")]
     pub clock_skew: Duration,
     /// bcrypt cost of the stored password hashes (default 8: the passwords are 128-bit
     /// random, so the hash only has to be one-way, not slow).
@@ -120,21 +104,6 @@ fn default_scopes() -> Vec<String> {
 }
 fn default_user_claim() -> String {
     "email".to_owned()
-}
-fn default_password_lifetime() -> Duration {
-    Duration::from_secs(30 * 24 * 3600)
-}
-fn default_revalidate_after() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_login_timeout() -> Duration {
-    Duration::from_secs(600)
-}
-fn default_http_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_clock_skew() -> Duration {
-    Duration::from_secs(30)
 }
 fn default_bcrypt_cost() -> u32 {
     8
@@ -161,11 +130,11 @@ impl OidcLoginConfig {
             label_claims: Vec::new(),
             use_userinfo: false,
             registry_url: None,
-            password_lifetime: default_password_lifetime(),
-            revalidate_after: default_revalidate_after(),
-            login_timeout: default_login_timeout(),
-            http_timeout: default_http_timeout(),
-            clock_skew: default_clock_skew(),
+            password_lifetime: secs::<{ 30 * 24 * 3600 }>(),
+            revalidate_after: secs::<3600>(),
+            login_timeout: secs::<600>(),
+            http_timeout: secs::<10>(),
+            clock_skew: secs::<30>(),
             bcrypt_cost: default_bcrypt_cost(),
             cookie_key_file: None,
         }
@@ -173,55 +142,36 @@ impl OidcLoginConfig {
 
     /// Checks what serde cannot. Errors name the key (`oidc_auth.redirect_url: …`).
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let at = |e: ConfigError, key: &str| e.at(key.to_owned()).at("oidc_auth");
-        check_url(&self.issuer, true).map_err(|e| at(e, "issuer"))?;
-        let redirect = check_url(&self.redirect_url, false).map_err(|e| at(e, "redirect_url"))?;
+        let keys = self.client_keys();
+        keys.validate(Some(
+            "a client secret (client_secret or client_secret_file) is required",
+        ))?;
+        let redirect =
+            check_url(&self.redirect_url, false).map_err(|e| keys.error("redirect_url", e))?;
         if redirect.query().is_some() {
-            return Err(at(
-                ConfigError::new("must not have a query"),
-                "redirect_url",
-            ));
+            return Err(keys.error("redirect_url", ConfigError::new("must not have a query")));
         }
-        if self.client_id.trim().is_empty() {
-            return Err(at(ConfigError::new("must not be empty"), "client_id"));
-        }
-        match (&self.client_secret, &self.client_secret_file) {
-            (Some(_), Some(_)) => {
-                return Err(at(
-                    ConfigError::new("set client_secret or client_secret_file, not both"),
-                    "client_secret",
-                ));
-            }
-            (None, None) => {
-                return Err(at(
-                    ConfigError::new(
-                        "a client secret (client_secret or client_secret_file) is required",
-                    ),
-                    "client_secret",
-                ));
-            }
-            _ => {}
-        }
-        if self.user_claim.trim().is_empty() {
-            return Err(at(ConfigError::new("must not be empty"), "user_claim"));
-        }
-        for (key, d) in [
+        keys.positive([
             ("password_lifetime", self.password_lifetime),
             ("revalidate_after", self.revalidate_after),
             ("login_timeout", self.login_timeout),
             ("http_timeout", self.http_timeout),
-        ] {
-            if d.is_zero() {
-                return Err(at(ConfigError::new("must be positive"), key));
-            }
-        }
+        ])?;
         if !(4..=31).contains(&self.bcrypt_cost) {
-            return Err(at(
-                ConfigError::new("must be between 4 and 31"),
-                "bcrypt_cost",
-            ));
+            return Err(keys.error("bcrypt_cost", ConfigError::new("must be between 4 and 31")));
         }
         Ok(())
+    }
+
+    fn client_keys(&self) -> ClientKeys<'_> {
+        ClientKeys {
+            section: "oidc_auth",
+            issuer: &self.issuer,
+            client_id: &self.client_id,
+            client_secret: self.client_secret.as_ref(),
+            client_secret_file: self.client_secret_file.as_deref(),
+            user_claim: &self.user_claim,
+        }
     }
 
     /// The path of the callback (from `redirect_url`).
@@ -261,40 +211,13 @@ impl OidcLoginConfig {
 
     /// The client secret from `client_secret` or `client_secret_file`.
     pub(crate) fn load_secret(&self) -> Result<Password, ConfigError> {
-        crate::config::load_secret(
-            self.client_secret.as_ref(),
-            self.client_secret_file.as_deref(),
-            "oidc_auth",
-        )?
-        .ok_or_else(|| {
-            ConfigError::new("a client secret is required")
-                .at("client_secret")
-                .at("oidc_auth")
+        let keys = self.client_keys();
+        keys.load_secret()?.ok_or_else(|| {
+            keys.error(
+                "client_secret",
+                ConfigError::new("a client secret is required"),
+            )
         })
-    }
-}
-
-impl fmt::Debug for OidcLoginConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OidcLoginConfig")
-            .field("issuer", &self.issuer)
-            .field("redirect_url", &self.redirect_url)
-            .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
-            .field("client_secret_file", &self.client_secret_file)
-            .field("scopes", &self.scopes)
-            .field("user_claim", &self.user_claim)
-            .field("label_claims", &self.label_claims)
-            .field("use_userinfo", &self.use_userinfo)
-            .field("registry_url", &self.registry_url)
-            .field("password_lifetime", &self.password_lifetime)
-            .field("revalidate_after", &self.revalidate_after)
-            .field("login_timeout", &self.login_timeout)
-            .field("http_timeout", &self.http_timeout)
-            .field("clock_skew", &self.clock_skew)
-            .field("bcrypt_cost", &self.bcrypt_cost)
-            .field("cookie_key_file", &self.cookie_key_file)
-            .finish()
     }
 }
 
@@ -341,6 +264,22 @@ mod tests {
             serde_json::from_value::<OidcLoginConfig>(minimal()).unwrap()
         );
         assert!(!d.contains("s3cret-value"), "{d}");
+    }
+
+    #[test]
+    fn new_has_the_defaults_of_deserialization() {
+        let mut built = OidcLoginConfig::new(
+            "https://idp.example.org",
+            "https://auth.example.org/oidc_auth",
+            "registry",
+        );
+        built.client_secret = Some(Password::new("s3cret-value"));
+        let parsed: OidcLoginConfig = serde_json::from_value(minimal()).unwrap();
+        assert_eq!(format!("{built:?}"), format!("{parsed:?}"));
+        assert_eq!(
+            parsed.password_lifetime,
+            Duration::from_secs(30 * 24 * 3600)
+        );
     }
 
     #[test]

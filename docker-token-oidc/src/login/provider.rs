@@ -5,22 +5,18 @@
 use std::sync::Arc;
 
 use docker_token_core::{BackendError, Password};
-use oauth2::basic::{
-    BasicErrorResponse, BasicErrorResponseType, BasicRevocationErrorResponse,
-    BasicTokenIntrospectionResponse, BasicTokenType,
-};
+use oauth2::basic::{BasicErrorResponseType, BasicTokenIntrospectionResponse, BasicTokenType};
 use oauth2::{
     AuthType, AuthorizationCode, ClientId, ClientSecret, EndpointNotSet, EndpointSet,
     ExtraTokenFields, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
-    StandardErrorResponse, StandardRevocableToken, StandardTokenResponse, TokenResponse as _,
-    TokenUrl,
+    StandardErrorResponse, StandardTokenResponse, TokenResponse as _, TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::check_url;
 use crate::discovery::fetch_document;
-use crate::http::{HttpClient, HttpError};
+use crate::http::{HttpClient, HttpError, OAuthClient};
 use crate::jwks::JwksCache;
 use crate::jwt::{JwtError, JwtRules};
 use crate::single_flight::SingleFlight;
@@ -36,18 +32,8 @@ impl ExtraTokenFields for IdTokenField {}
 
 type TokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
 
-type OAuthClient = oauth2::Client<
-    BasicErrorResponse,
-    TokenResponse,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
+type LoginClient =
+    OAuthClient<TokenResponse, BasicTokenIntrospectionResponse, EndpointNotSet, EndpointSet>;
 
 /// The discovery document's members we use.
 #[derive(Debug, Deserialize)]
@@ -186,7 +172,7 @@ impl LoginProvider {
         Ok(LoginEndpoints { metadata, jwks })
     }
 
-    fn client(&self, endpoints: &LoginEndpoints) -> Result<OAuthClient, ProviderError> {
+    fn client(&self, endpoints: &LoginEndpoints) -> Result<LoginClient, ProviderError> {
         let token_url = TokenUrl::new(endpoints.metadata.token_endpoint.clone())
             .map_err(|e| ProviderError::Misconfigured(format!("token_endpoint: {e}")))?;
         let redirect = RedirectUrl::new(self.redirect_url.clone())
