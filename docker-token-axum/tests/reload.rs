@@ -16,6 +16,7 @@ use docker_token_core::{
 };
 use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
+use test_support::stub::Stub;
 use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
 
@@ -49,20 +50,6 @@ fn service(issuer: &str, authn: AuthenticatorChain) -> TokenService {
     ))
     .authenticators(authn)
     .build()
-}
-
-struct Open;
-
-#[async_trait]
-impl Authenticator for Open {
-    fn name(&self) -> &str {
-        "open"
-    }
-    async fn authenticate(&self, login: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
-        Ok(AuthnOutcome::Authenticated(Identity::new(
-            login.account.clone(),
-        )))
-    }
 }
 
 async fn issuer_of(app: axum::Router, user: &str) -> (StatusCode, String) {
@@ -106,7 +93,10 @@ async fn replace_affects_new_requests_and_spares_in_flight_ones() {
         .await
         .expect("the first request reaches the old service's authenticator");
 
-    let previous = handle.replace(service("new", AuthenticatorChain::new().with(Open)));
+    let previous = handle.replace(service(
+        "new",
+        AuthenticatorChain::new().with(Stub::accept("open")),
+    ));
     assert_eq!(previous.issuer().issuer(), "old");
     assert_eq!(handle.current().issuer().issuer(), "new");
     assert_eq!(

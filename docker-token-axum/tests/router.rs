@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use docker_token_axum::{ClientIpConfig, TokenRouter};
@@ -11,11 +10,11 @@ use docker_token_core::acl::{Acl, AclEntry};
 use docker_token_core::keys::{Algorithm, KeySet, SigningKey};
 use docker_token_core::static_users::UsersConfig;
 use docker_token_core::{
-    Authenticator, AuthenticatorChain, AuthnOutcome, AuthorizerChain, BackendError, LoginAttempt,
-    StaticUsers, TokenIssuer, TokenService,
+    Authenticator, AuthenticatorChain, AuthorizerChain, StaticUsers, TokenIssuer, TokenService,
 };
 use http::{HeaderName, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use test_support::stub::Stub;
 use tower::ServiceExt;
 
 fn service(extra: Option<Box<dyn Authenticator>>) -> TokenService {
@@ -229,24 +228,9 @@ async fn jwks_health_and_prefix() {
     assert_eq!(s, 404, "routes live under the prefix only");
 }
 
-struct Down;
-
-#[async_trait]
-impl Authenticator for Down {
-    fn name(&self) -> &str {
-        "down"
-    }
-    async fn authenticate(&self, _: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
-        Err(BackendError::unavailable("down", "connection refused"))
-    }
-    async fn ready(&self) -> Result<(), BackendError> {
-        Err(BackendError::unavailable("down", "connection refused"))
-    }
-}
-
 #[tokio::test]
 async fn unavailable_backend_is_503_and_not_ready() {
-    let app = TokenRouter::new(service(Some(Box::new(Down)))).build();
+    let app = TokenRouter::new(service(Some(Box::new(Stub::down("down"))))).build();
     let req = Request::get("/auth?service=r")
         .header(header::AUTHORIZATION, basic("alice", "pw"))
         .body(Body::empty())

@@ -313,43 +313,9 @@ impl Authenticator for AuthenticatorChain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use crate::stub::{Answer, Stub};
 
-    struct Fixed {
-        name: &'static str,
-        outcome: Result<AuthnOutcome, ()>,
-        calls: AtomicUsize,
-        equalized: AtomicUsize,
-    }
-
-    impl Fixed {
-        fn new(name: &'static str, outcome: Result<AuthnOutcome, ()>) -> Arc<Self> {
-            Arc::new(Self {
-                name,
-                outcome,
-                calls: AtomicUsize::new(0),
-                equalized: AtomicUsize::new(0),
-            })
-        }
-    }
-
-    #[async_trait]
-    impl Authenticator for Fixed {
-        fn name(&self) -> &str {
-            self.name
-        }
-        async fn authenticate(&self, _: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            self.outcome
-                .clone()
-                .map_err(|()| BackendError::unavailable(self.name, "down"))
-        }
-        async fn equalize_timing(&self, _: &LoginAttempt) {
-            self.equalized.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn chain(members: &[Arc<Fixed>]) -> AuthenticatorChain {
+    fn chain(members: &[Arc<Stub>]) -> AuthenticatorChain {
         let mut c = AuthenticatorChain::new();
         for m in members {
             c.push(m.clone());
@@ -359,9 +325,9 @@ mod tests {
 
     #[tokio::test]
     async fn not_applicable_falls_through_in_configured_order() {
-        let a = Fixed::new("a", Ok(AuthnOutcome::NotApplicable));
-        let b = Fixed::new("b", Ok(AuthnOutcome::Authenticated(Identity::new("bob"))));
-        let c = Fixed::new("c", Ok(AuthnOutcome::Rejected));
+        let a = Arc::new(Stub::new("a", Answer::NotApplicable));
+        let b = Arc::new(Stub::accept("b"));
+        let c = Arc::new(Stub::new("c", Answer::Reject));
         let ch = chain(&[a.clone(), b.clone(), c.clone()]);
         let (out, by) = ch
             .authenticate_with_source(&LoginAttempt::new("bob", "pw"))
@@ -369,49 +335,45 @@ mod tests {
             .unwrap();
         assert_eq!(out, AuthnOutcome::Authenticated(Identity::new("bob")));
         assert_eq!(by, Some("b"));
-        assert_eq!(
-            c.calls.load(Ordering::SeqCst),
-            0,
-            "chain must stop at the first decision"
-        );
-        assert_eq!(a.equalized.load(Ordering::SeqCst), 0);
+        assert_eq!(c.calls(), 0, "chain must stop at the first decision");
+        assert_eq!(a.equalized(), 0);
     }
 
     #[tokio::test]
     async fn rejected_stops_even_if_a_later_backend_would_accept() {
-        let a = Fixed::new("a", Ok(AuthnOutcome::Rejected));
-        let b = Fixed::new("b", Ok(AuthnOutcome::Authenticated(Identity::new("bob"))));
+        let a = Arc::new(Stub::new("a", Answer::Reject));
+        let b = Arc::new(Stub::accept("b"));
         let out = chain(&[a, b.clone()])
             .authenticate(&LoginAttempt::new("bob", "pw"))
             .await
             .unwrap();
         assert_eq!(out, AuthnOutcome::Rejected);
-        assert_eq!(b.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(b.calls(), 0);
     }
 
     #[tokio::test]
     async fn errors_stop_the_chain_and_stay_errors() {
-        let a = Fixed::new("a", Err(()));
-        let b = Fixed::new("b", Ok(AuthnOutcome::Authenticated(Identity::new("bob"))));
+        let a = Arc::new(Stub::down("a"));
+        let b = Arc::new(Stub::accept("b"));
         let err = chain(&[a, b.clone()])
             .authenticate(&LoginAttempt::new("bob", "pw"))
             .await
             .unwrap_err();
         assert_eq!(err.kind(), crate::BackendErrorKind::Unavailable);
-        assert_eq!(b.calls.load(Ordering::SeqCst), 0);
+        assert_eq!(b.calls(), 0);
     }
 
     #[tokio::test]
     async fn nobody_matched_equalizes_every_member() {
-        let a = Fixed::new("a", Ok(AuthnOutcome::NotApplicable));
-        let b = Fixed::new("b", Ok(AuthnOutcome::NotApplicable));
+        let a = Arc::new(Stub::new("a", Answer::NotApplicable));
+        let b = Arc::new(Stub::new("b", Answer::NotApplicable));
         let out = chain(&[a.clone(), b.clone()])
             .authenticate(&LoginAttempt::new("x", "y"))
             .await
             .unwrap();
         assert_eq!(out, AuthnOutcome::NotApplicable);
-        assert_eq!(a.equalized.load(Ordering::SeqCst), 1);
-        assert_eq!(b.equalized.load(Ordering::SeqCst), 1);
+        assert_eq!(a.equalized(), 1);
+        assert_eq!(b.equalized(), 1);
     }
 
     struct Directory(&'static str, LookupOutcome);
@@ -452,7 +414,7 @@ mod tests {
             chain.lookup_account("x").await.unwrap(),
             LookupOutcome::NotFound
         );
-        let boxed: Box<dyn Authenticator> = Box::new(Fixed::new("f", Ok(AuthnOutcome::Rejected)));
+        let boxed: Box<dyn Authenticator> = Box::new(Stub::new("f", Answer::Reject));
         assert_eq!(
             boxed.lookup_account("x").await.unwrap(),
             LookupOutcome::Unsupported,
@@ -462,7 +424,7 @@ mod tests {
 
     #[tokio::test]
     async fn works_as_dyn_and_through_box() {
-        let boxed: Box<dyn Authenticator> = Box::new(Fixed::new("x", Ok(AuthnOutcome::Rejected)));
+        let boxed: Box<dyn Authenticator> = Box::new(Stub::new("x", Answer::Reject));
         assert_eq!(boxed.name(), "x");
         assert_eq!(
             boxed

@@ -902,21 +902,6 @@ mod tests {
         assert_eq!(anon[0].granted, vec!["pull"]);
     }
 
-    struct Down;
-
-    #[async_trait]
-    impl Authenticator for Down {
-        fn name(&self) -> &str {
-            "ldap"
-        }
-        async fn authenticate(&self, _: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
-            Err(BackendError::unavailable("ldap", "connection refused"))
-        }
-        async fn ready(&self) -> Result<(), BackendError> {
-            Err(BackendError::unavailable("ldap", "connection refused"))
-        }
-    }
-
     #[tokio::test]
     async fn unreachable_backend_is_503_not_401() {
         let key = SigningKey::generate(Algorithm::ES256, "t").unwrap().key;
@@ -925,7 +910,7 @@ mod tests {
             Duration::from_secs(60),
             KeySet::new(key),
         ))
-        .authenticators(AuthenticatorChain::new().with(Down))
+        .authenticators(AuthenticatorChain::new().with(crate::stub::Stub::down("ldap")))
         .build();
         let req = TokenRequest::from_query("service=reg", Some(&basic("bob", "pw")), None).unwrap();
         let err = s.issue(&req).await.unwrap_err();

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 
 pub mod oidc;
 pub mod refresh_store;
+pub mod stub;
+
+// the core types `stub` names through `super::` (see its module docs)
+use docker_token_core::{Authenticator, AuthnOutcome, BackendError, Identity, LoginAttempt};
 
 pub use tempfile::TempDir;
 

@@ -12,6 +12,7 @@ use crate::acl::{Acl, AclEntry};
 use crate::identity::Labels;
 use crate::keys::{Algorithm, KeySet, SigningKey};
 use crate::refresh::{InMemoryRefreshTokenStore, RefreshPolicy, RefreshTokenStore};
+use crate::stub::Stub;
 use crate::{Authenticator, LoginAttempt};
 
 /// Users whose labels (and existence) the test changes while the service runs.
@@ -50,23 +51,6 @@ impl Authenticator for Users {
     }
 }
 
-/// Knows `carol` but cannot look anybody up (the trait's default).
-struct NoLookup;
-
-#[async_trait]
-impl Authenticator for NoLookup {
-    fn name(&self) -> &str {
-        "nolookup"
-    }
-    async fn authenticate(&self, login: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
-        Ok(if login.account == "carol" {
-            AuthnOutcome::Authenticated(Identity::new("carol"))
-        } else {
-            AuthnOutcome::NotApplicable
-        })
-    }
-}
-
 fn acl() -> Acl {
     let entries: Vec<AclEntry> = serde_json::from_value(serde_json::json!([
         {"match": {"name": "${labels:team}/*"}, "actions": ["pull", "push"]},
@@ -93,7 +77,8 @@ fn setup(policy: RefreshPolicy, by_action: &[(&str, u64)]) -> Setup {
     let issuer = TokenIssuer::new("iss", Duration::from_secs(300), KeySet::new(key));
     let mut authn = AuthenticatorChain::new();
     authn.push(users.clone());
-    authn.push(Arc::new(NoLookup));
+    // knows `carol` but cannot look anybody up (the trait's default)
+    authn.push(Arc::new(Stub::accept("nolookup").only("carol")));
     let service = TokenService::builder(issuer)
         .authenticators(authn)
         .authorizers(AuthorizerChain::new().with(acl()))
