@@ -89,7 +89,7 @@ use crate::config::{Mode, Settings};
 use crate::escape::{dn_value, expand, filter_value};
 use crate::labels::{LabelMapper, add_groups};
 use crate::pool::{BACKEND, Connector, Pool, Pooled, transport_error};
-use crate::search::{Entry, bind_outcome, check_search_rc, search, search_on};
+use crate::search::{Entry, bind_outcome, search, search_checked};
 
 /// Counters for tests, metrics and capacity planning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -401,18 +401,16 @@ impl LdapCore {
                 2,
             )
         };
-        let found = search_on(
+        let mut entries = search_checked(
             &mut conn,
+            "user search",
             &search_base,
             scope,
             &search_filter,
             &self.attrs,
             limit,
         )
-        .await
-        .map_err(|e| transport_error("user search", &e))?;
-        check_search_rc("user search", &search_base, found.rc)?;
-        let mut entries = found.entries;
+        .await?;
         let (entry_dn, attrs) = match entries.len() {
             0 => {
                 conn.release();
@@ -429,18 +427,17 @@ impl LdapCore {
         let mut labels = self.mapper.labels(&attrs);
         if let Some(gs) = &self.group_search {
             let gfilter = group_filter(gs, &entry_dn, account);
-            let found = search_on(
+            let groups = search_checked(
                 &mut conn,
+                "group search",
                 &gs.base,
                 Scope::Subtree,
                 &gfilter,
                 std::slice::from_ref(&gs.attribute),
                 0,
             )
-            .await
-            .map_err(|e| transport_error("group search", &e))?;
-            check_search_rc("group search", &gs.base, found.rc)?;
-            add_groups(&mut labels, gs, &found.entries);
+            .await?;
+            add_groups(&mut labels, gs, &groups);
         }
         conn.release();
         let account = self.canonical_account(&attrs, account);

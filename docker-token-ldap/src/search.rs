@@ -5,7 +5,7 @@ use ldap3::exop::WhoAmI;
 use ldap3::{LdapError, ResultEntry, Scope, SearchOptions, SearchResult};
 
 use crate::labels::Attrs;
-use crate::pool::{BACKEND, Pool, Pooled};
+use crate::pool::{BACKEND, Pool, Pooled, transport_error};
 
 /// One entry: its DN and its (UTF-8) attribute values.
 pub(crate) type Entry = (String, Attrs);
@@ -84,6 +84,24 @@ pub(crate) fn check_search_rc(what: &str, base: &str, rc: u32) -> Result<(), Bac
             format!("{what}: search failed with result code {rc}"),
         )),
     }
+}
+
+/// Runs one search on a checked-out connection and checks its result code
+/// ([`check_search_rc`]); `what` names the search in errors.
+pub(crate) async fn search_checked(
+    conn: &mut Pooled<'_>,
+    what: &str,
+    base: &str,
+    scope: Scope,
+    filter: &str,
+    attrs: &[String],
+    size_limit: i32,
+) -> Result<Vec<Entry>, BackendError> {
+    let found = search_on(conn, base, scope, filter, attrs, size_limit)
+        .await
+        .map_err(|e| transport_error(what, &e))?;
+    check_search_rc(what, base, found.rc)?;
+    Ok(found.entries)
 }
 
 /// Runs a search on a connection from `pool` ([`Pool::retrying`]).

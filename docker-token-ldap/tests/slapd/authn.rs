@@ -226,6 +226,8 @@ async fn labels_from_member_of_and_group_searches() {
     );
     assert!(!labels_of(&outcome(&ldap, "carol", "carolpw").await).contains_key("group"));
 
+    let by_dn = g.group_search.clone();
+
     // posixGroup search by memberUid
     let mut search = GroupSearch::new(
         "ou=posixgroups,dc=example,dc=org",
@@ -241,6 +243,23 @@ async fn labels_from_member_of_and_group_searches() {
     assert_eq!(
         labels_of(&outcome(&ldap, "bob", "bobpw").await)["posix"],
         strings(&["dev"])
+    );
+
+    // direct bind: the entry and its groups are read as the user, on the bind connection
+    let mut d = config(&s);
+    d.initial_bind_as_user = true;
+    d.bind_dn = Some(format!("uid=${{account}},{PEOPLE}"));
+    d.bind_password_file = None;
+    d.filter = String::new();
+    d.group_search = by_dn;
+    let direct = LdapAuthenticator::from_config(&d).unwrap();
+    assert_eq!(
+        labels_of(&outcome(&direct, "alice", "alicepw").await)["group"],
+        strings(&["dev", "ops"])
+    );
+    assert_eq!(
+        outcome(&direct, "alice", "wrong").await,
+        AuthnOutcome::Rejected
     );
     // TODO(acl): drive a `${labels:group}` ACL rule with these labels once
     // docker_token_core::acl::Acl is on main (it is a stub in this worktree).
