@@ -16,8 +16,9 @@ use crate::introspection::Introspector;
 use crate::jwks::JwksCache;
 use crate::single_flight::{Backoff, SingleFlight};
 
-/// After a failed discovery, further attempts fail at once for this long.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// After a failed discovery, further attempts fail at once for this long (both the
+/// access-token authenticator's and the browser login's).
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// What discovery yields for the access-token authenticator: how to check opaque tokens and
 /// where the keys are.

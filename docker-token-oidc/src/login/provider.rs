@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::config::check_url;
-use crate::discovery::fetch_document;
+use crate::discovery::{RETRY_AFTER, fetch_document};
 use crate::http::{HttpClient, HttpError, OAuthClient};
 use crate::jwks::JwksCache;
 use crate::jwt::{JwtError, JwtRules};
-use crate::single_flight::SingleFlight;
+use crate::single_flight::{Backoff, SingleFlight};
 
 /// The `id_token` member of a token response.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -53,7 +53,7 @@ pub(crate) struct LoginEndpoints {
 }
 
 /// Why talking to the provider failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub(crate) enum ProviderError {
     /// The provider is down, slow, or answered 5xx.
     #[error("the identity provider is unavailable: {0}")]
@@ -98,6 +98,7 @@ pub(crate) struct LoginProvider {
     rules: JwtRules,
     use_userinfo: bool,
     endpoints: SingleFlight<LoginEndpoints>,
+    backoff: Backoff<ProviderError>,
 }
 
 impl LoginProvider {
@@ -128,13 +129,16 @@ impl LoginProvider {
             rules,
             use_userinfo,
             endpoints: SingleFlight::default(),
+            backoff: Backoff::new(RETRY_AFTER),
         }
     }
 
-    /// The endpoints, discovered on first use (one discovery at a time; a failure is retried
-    /// by the next call).
+    /// The endpoints, discovered on first use (one discovery at a time; a failure is
+    /// answered again for [`RETRY_AFTER`], then retried).
     pub(crate) async fn endpoints(&self) -> Result<Arc<LoginEndpoints>, ProviderError> {
-        self.endpoints.get_or_try_init(|| self.discover()).await
+        self.endpoints
+            .get_or_try_init(|| self.backoff.run(|| self.discover()))
+            .await
     }
 
     async fn discover(&self) -> Result<LoginEndpoints, ProviderError> {
@@ -352,5 +356,38 @@ fn token_error(
         RequestTokenError::Request(e) => unavailable(&e),
         RequestTokenError::Parse(e, _) => ProviderError::Invalid(format!("token response: {e}")),
         RequestTokenError::Other(m) => ProviderError::Invalid(m),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failed_discovery_is_answered_again_without_a_request() {
+        let issuer = format!("http://127.0.0.1:{}", test_support::free_port());
+        let mut provider = LoginProvider::new(
+            HttpClient::new(Duration::from_secs(5)).unwrap(),
+            issuer,
+            "registry-ui".to_owned(),
+            Password::new("secret"),
+            "http://127.0.0.1:1/oidc_auth".to_owned(),
+            Duration::from_secs(30),
+            false,
+        );
+        // a window no test run outlasts, so that the second call surely falls into it
+        provider.backoff = Backoff::new(Duration::from_secs(3600));
+        let first = provider.endpoints().await.unwrap_err();
+        assert!(matches!(first, ProviderError::Unavailable(_)), "{first}");
+        assert_eq!(provider.http.requests(), 1);
+        let second = provider.endpoints().await.unwrap_err();
+        assert_eq!(second.to_string(), first.to_string());
+        assert_eq!(provider.http.requests(), 1, "no second request");
+        // once the window is over, discovery is tried again
+        provider.backoff = Backoff::new(Duration::ZERO);
+        assert!(provider.endpoints().await.is_err());
+        assert_eq!(provider.http.requests(), 2);
     }
 }
