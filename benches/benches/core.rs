@@ -16,8 +16,8 @@ use docker_token_core::static_users::UsersConfig;
 use docker_token_core::token::{AccessEntry, TokenIssuer};
 use docker_token_core::verify::TokenVerifier;
 use docker_token_core::{
-    AuthenticatorChain, AuthorizerChain, AuthzRequest, CacheConfig, CachedAuthenticator, Identity,
-    Scope, StaticUsers, TokenService,
+    Authenticator, AuthenticatorChain, AuthnOutcome, AuthorizerChain, AuthzRequest, CacheConfig,
+    CachedAuthenticator, Identity, LoginAttempt, Scope, StaticUsers, TokenService,
 };
 
 fn acl(rules: usize) -> Acl {
@@ -247,6 +247,19 @@ fn bench_service(c: &mut Criterion) {
         )
         .authorizers(AuthorizerChain::new().with(acl(20)))
         .build();
+    let reusing = TokenService::builder(service.issuer().clone())
+        .authenticators(
+            AuthenticatorChain::new().with(
+                CachedAuthenticator::new(
+                    StaticUsers::from_config(&users).expect("users"),
+                    CacheConfig::default(),
+                )
+                .expect("cache"),
+            ),
+        )
+        .authorizers(AuthorizerChain::new().with(acl(20)))
+        .reuse_window(Duration::from_secs(3600))
+        .build();
     let basic = http::HeaderValue::from_static("Basic YWxpY2U6c2VjcmV0"); // alice:secret
     let mut g = c.benchmark_group("TokenService::issue (ES256, 20-rule ACL)");
     g.bench_function("anonymous (baseline, no bcrypt)", |b| {
@@ -276,6 +289,46 @@ fn bench_service(c: &mut Criterion) {
         .expect("req");
         b.iter(|| rt.block_on(cached.issue(black_box(&req))).expect("issue"))
     });
+    g.bench_function(
+        "static user, credential cache hit + reuse window hit",
+        |b| {
+            let req = TokenRequest::from_query(
+                "service=registry&scope=repository:demo/app:pull,push",
+                Some(&basic),
+                None,
+            )
+            .expect("req");
+            b.iter(|| rt.block_on(reusing.issue(black_box(&req))).expect("issue"))
+        },
+    );
+    g.finish();
+}
+
+fn bench_credential_cache(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let users: UsersConfig = serde_json::from_value(serde_json::json!({
+        "alice": {"password": bcrypt::hash("secret", 5).expect("hash"), "labels": {"team": ["demo"]}}
+    }))
+    .expect("users");
+    let cached = CachedAuthenticator::new(
+        StaticUsers::from_config(&users).expect("users"),
+        CacheConfig::default(),
+    )
+    .expect("cache");
+    let login = LoginAttempt::new("alice", "secret");
+    rt.block_on(cached.authenticate(&login)).expect("authn");
+    let mut g = c.benchmark_group("credential cache");
+    g.bench_function("hit (HMAC + lookup + identity clone)", |b| {
+        b.iter(|| {
+            let out = rt
+                .block_on(cached.authenticate(black_box(&login)))
+                .expect("authn");
+            assert!(matches!(out, AuthnOutcome::Authenticated(_)));
+            out
+        })
+    });
     g.finish();
 }
 
@@ -286,5 +339,5 @@ fn config() -> Criterion {
         .sample_size(30)
 }
 
-criterion_group! { name = benches; config = config(); targets = bench_scope, bench_acl, bench_mint, bench_verify, bench_service }
+criterion_group! { name = benches; config = config(); targets = bench_scope, bench_acl, bench_mint, bench_verify, bench_service, bench_credential_cache }
 criterion_main!(benches);
