@@ -5,34 +5,46 @@
 //! credentials ten times within a second. [`CachedAuthenticator`] remembers a *successful*
 //! verification for a short time so that the repeats cost a MAC instead of a bcrypt.
 //!
-//! What is stored, per account: an HMAC-SHA256 tag of (authenticator name, account,
-//! password) under a key drawn from the system RNG when the cache is created, the
-//! [`Identity`] (account and labels) the backend returned, and an expiry time. The password
-//! itself is never stored. A lookup recomputes the tag and compares it in constant time, so
-//! a wrong password is never a hit. The key never leaves the process: a copy of the entries
-//! alone (a log, a core file of another process, a later run) cannot be attacked offline.
-//! A full dump of the *running* process holds the key too; the TTL and the size bound are
-//! what limit that exposure, which is why the default TTL is short.
+//! What is stored, per successful login: an HMAC-SHA256 tag of (authenticator name,
+//! account, password) from a [`SecretKeyer`] (a key drawn from the system RNG when the cache
+//! is created) as the entry's key, the [`Identity`] (account and labels) the backend
+//! returned, and an expiry time. The password itself is never stored. A lookup recomputes
+//! the tag, so a wrong password is never a hit. The key never leaves the process: a copy of
+//! the entries alone (a log, a core file of another process, a later run) cannot be attacked
+//! offline. A full dump of the *running* process holds the key too; the TTL and the size
+//! bound are what limit that exposure, which is why the default TTL is short.
 //!
 //! Only successes are cached. A failed attempt (wrong password) for an account drops its
 //! entry, so that an account whose password was just changed needs the new one at once;
-//! the old password keeps working for at most the TTL *only* if nobody tries a wrong one.
+//! the old password keeps working for at most the TTL *only* if nobody tries a wrong one
+//! (or, with more than `max_entries` accounts in use, if the account's entry was evicted from
+//! the per-account index first). A success with a new password replaces the account's entry.
 //! `NotApplicable` answers and backend errors are never cached. Anonymous attempts are
-//! passed through (they carry no password to verify). Concurrent misses for one account
-//! are not coalesced: each verifies on its own, and the last success is kept.
+//! passed through (they carry no password to verify).
+//!
+//! Concurrent misses for the *same* (account, password) are coalesced: the first verifies
+//! and the others wait for its result, so a burst of parallel pulls costs one bcrypt.
+//! Attempts with another password (or for another account) never wait for it, so a flood of
+//! wrong passwords cannot hold up a user's good logins.
+//!
+//! The entries live in [`TtlCache`]s, the workspace's one bounded cache (public, with
+//! [`SecretKeyer`], for other backends' caches).
 //!
 //! A new cache (a new [`CachedAuthenticator`]) has a new key and no entries; the server
 //! builds a new one on every configuration reload.
 
-use std::collections::HashMap;
+mod keyer;
+mod ttl;
+
 use std::fmt;
-use std::sync::{PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lc_rs::hmac;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
+
+pub use keyer::{SecretKeyer, TAG_LEN};
+pub use ttl::{Keep, TtlCache};
 
 use crate::authn::{Authenticator, AuthnOutcome, LoginAttempt, LookupOutcome};
 use crate::error::{BackendError, ConfigError};
@@ -119,14 +131,6 @@ impl CacheConfig {
     }
 }
 
-struct Entry {
-    tag: [u8; TAG_LEN],
-    identity: Identity,
-    expires: Instant,
-}
-
-const TAG_LEN: usize = 32;
-
 /// An [`Authenticator`] that remembers the successes of another one. See the
 /// [module documentation](self) for what is stored and why it is safe.
 ///
@@ -149,10 +153,13 @@ const TAG_LEN: usize = 32;
 /// ```
 pub struct CachedAuthenticator<A> {
     inner: A,
-    key: hmac::Key,
+    keyer: SecretKeyer,
     ttl: Duration,
-    max_entries: usize,
-    entries: RwLock<HashMap<String, Entry>>,
+    /// Successes by the tag of (authenticator name, account, password).
+    entries: TtlCache<[u8; TAG_LEN], Arc<Identity>>,
+    /// The tag of each account's latest success, so that a failed attempt or a success with
+    /// another password can drop it.
+    latest: TtlCache<String, [u8; TAG_LEN]>,
 }
 
 impl<A: Authenticator> fmt::Debug for CachedAuthenticator<A> {
@@ -160,10 +167,16 @@ impl<A: Authenticator> fmt::Debug for CachedAuthenticator<A> {
         f.debug_struct("CachedAuthenticator")
             .field("inner", &self.inner.name())
             .field("ttl", &self.ttl)
-            .field("max_entries", &self.max_entries)
+            .field("max_entries", &self.entries.max_entries())
             .field("len", &self.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Why a verification produced nothing to cache.
+enum NotCached {
+    Outcome(AuthnOutcome),
+    Error(BackendError),
 }
 
 impl<A: Authenticator> CachedAuthenticator<A> {
@@ -172,17 +185,12 @@ impl<A: Authenticator> CachedAuthenticator<A> {
     /// cannot produce a key.
     pub fn new(inner: A, config: CacheConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let mut key = [0u8; TAG_LEN];
-        aws_lc_rs::rand::fill(&mut key)
-            .map_err(|_| ConfigError::new("cannot draw a cache key from the system RNG"))?;
-        let key_obj = hmac::Key::new(hmac::HMAC_SHA256, &key);
-        zeroize::Zeroize::zeroize(&mut key);
         Ok(Self {
             inner,
-            key: key_obj,
+            keyer: SecretKeyer::new()?,
             ttl: config.ttl(),
-            max_entries: config.max_entries,
-            entries: RwLock::default(),
+            entries: TtlCache::new(config.max_entries),
+            latest: TtlCache::new(config.max_entries),
         })
     }
 
@@ -192,84 +200,49 @@ impl<A: Authenticator> CachedAuthenticator<A> {
         &self.inner
     }
 
-    /// The number of accounts held (expired entries count until they are swept).
+    /// The number of successes held (expired entries count until they are met or evicted).
     #[must_use]
     pub fn len(&self) -> usize {
-        self.entries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.entries.len()
     }
 
     /// Whether nothing is cached.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
     }
 
     /// Forgets everything.
     pub fn clear(&self) {
-        self.write().clear();
+        self.entries.clear();
+        self.latest.clear();
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
-        // A panic while the lock was held cannot leave a half-written entry: inserts and
-        // removals are single `HashMap` calls.
-        self.entries.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// HMAC-SHA256 over length-prefixed fields, so that no two different triples share an
-    /// input.
+    /// The tag of (authenticator name, account, password).
     fn tag(&self, login: &LoginAttempt) -> [u8; TAG_LEN] {
-        let mut ctx = hmac::Context::with_key(&self.key);
-        for field in [
+        self.keyer.tag(&[
             self.inner.name().as_bytes(),
             login.account.as_bytes(),
             login.password.expose().as_bytes(),
-        ] {
-            ctx.update(&(field.len() as u64).to_be_bytes());
-            ctx.update(field);
-        }
-        let mut out = [0u8; TAG_LEN];
-        let tag = ctx.sign();
-        let bytes = tag.as_ref();
-        let n = bytes.len().min(TAG_LEN);
-        out[..n].copy_from_slice(&bytes[..n]);
-        out
+        ])
     }
 
-    fn lookup(&self, account: &str, tag: &[u8; TAG_LEN], now: Instant) -> Option<Identity> {
-        let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
-        let entry = entries.get(account)?;
-        let fresh = entry.expires > now;
-        let same = bool::from(entry.tag.ct_eq(tag));
-        (fresh && same).then(|| entry.identity.clone())
+    /// Records `tag` as the account's latest success, dropping the entry of an earlier one
+    /// with another password.
+    fn remember(&self, account: &str, tag: [u8; TAG_LEN]) {
+        if let Some(previous) = self.latest.get(account)
+            && previous != tag
+        {
+            self.entries.remove(&previous);
+        }
+        self.latest.insert(account.to_owned(), tag, self.ttl);
     }
 
-    fn insert(&self, account: &str, tag: [u8; TAG_LEN], identity: Identity, now: Instant) {
-        let mut entries = self.write();
-        if entries.len() >= self.max_entries && !entries.contains_key(account) {
-            entries.retain(|_, e| e.expires > now);
-            if entries.len() >= self.max_entries {
-                // Full of live entries: drop the one closest to expiry (an O(n) scan, only
-                // when the bound is reached with nothing expired).
-                let oldest = entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.expires)
-                    .map(|(k, _)| k.clone());
-                if let Some(k) = oldest {
-                    entries.remove(&k);
-                }
-            }
+    /// Drops the account's entry after a failed attempt.
+    fn forget(&self, account: &str) {
+        if let Some(tag) = self.latest.remove(account) {
+            self.entries.remove(&tag);
         }
-        entries.insert(
-            account.to_owned(),
-            Entry {
-                tag,
-                identity,
-                expires: now + self.ttl,
-            },
-        );
     }
 }
 
@@ -284,22 +257,35 @@ impl<A: Authenticator> Authenticator for CachedAuthenticator<A> {
             return self.inner.authenticate(login).await;
         }
         let tag = self.tag(login);
-        if let Some(identity) = self.lookup(&login.account, &tag, Instant::now()) {
+        if let Some(identity) = self.entries.get(&tag) {
             crate::metrics::cache(self.inner.name(), true);
-            return Ok(AuthnOutcome::Authenticated(identity));
+            return Ok(AuthnOutcome::Authenticated(Identity::clone(&identity)));
         }
         crate::metrics::cache(self.inner.name(), false);
-        let outcome = self.inner.authenticate(login).await?;
-        match &outcome {
-            AuthnOutcome::Authenticated(identity) => {
-                self.insert(&login.account, tag, identity.clone(), Instant::now());
+        // Concurrent misses with the same tag wait for the first verification; attempts
+        // with other passwords never wait for it. Only successes are kept.
+        let verified = self
+            .entries
+            .get_or_try_insert_with(&tag, || async {
+                match self.inner.authenticate(login).await {
+                    Ok(AuthnOutcome::Authenticated(identity)) => {
+                        self.remember(&login.account, tag);
+                        Ok((Arc::new(identity), Keep::For(self.ttl)))
+                    }
+                    Ok(other) => Err(NotCached::Outcome(other)),
+                    Err(e) => Err(NotCached::Error(e)),
+                }
+            })
+            .await;
+        match verified {
+            Ok(identity) => Ok(AuthnOutcome::Authenticated(Arc::unwrap_or_clone(identity))),
+            Err(NotCached::Outcome(AuthnOutcome::Rejected)) => {
+                self.forget(&login.account);
+                Ok(AuthnOutcome::Rejected)
             }
-            AuthnOutcome::Rejected => {
-                self.write().remove(&login.account);
-            }
-            AuthnOutcome::NotApplicable => {}
+            Err(NotCached::Outcome(outcome)) => Ok(outcome),
+            Err(NotCached::Error(e)) => Err(e),
         }
-        Ok(outcome)
     }
 
     async fn equalize_timing(&self, login: &LoginAttempt) {

@@ -8,25 +8,20 @@
 //! assume a `jti` is one request (the audit event says `reused = true`). Authentication and
 //! authorization still run on every request; only the signature is saved. Off by default.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
+use crate::cache::TtlCache;
 use crate::token::{AccessEntry, IssuedToken};
 
-/// The most grants remembered at once; beyond that, expired ones are dropped and, if still
-/// full, everything is forgotten (a burst simply signs again).
+/// The most grants remembered at once (the cache's eviction picks what goes; a burst whose
+/// token was evicted simply signs again).
 const MAX_ENTRIES: usize = 10_000;
 
-struct Entry {
-    token: IssuedToken,
-    at: Instant,
-}
-
-/// Remembers recently issued tokens by grant.
+/// Remembers recently issued tokens by grant, each for the window.
 pub(crate) struct ReuseWindow {
     window: Duration,
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: TtlCache<String, Arc<IssuedToken>>,
 }
 
 impl std::fmt::Debug for ReuseWindow {
@@ -67,52 +62,32 @@ impl ReuseWindow {
     pub(crate) fn new(window: Duration) -> Self {
         Self {
             window,
-            entries: Mutex::default(),
+            entries: TtlCache::new(MAX_ENTRIES),
         }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A token issued for `key` within the window that still has two thirds of its lifetime,
     /// with `expires_in` lowered to what is really left.
     pub(crate) fn get(&self, key: &str) -> Option<IssuedToken> {
-        let mut entries = self.lock();
-        let entry = entries.get(key)?;
-        let lifetime = entry.token.expires_in;
+        let token = self.entries.get(key)?;
+        let lifetime = token.expires_in;
         // what is really left of `exp - now`, rounded down: never claim more (protocol.md §8)
-        let exp = entry.token.issued_at + Duration::from_secs(lifetime);
+        let exp = token.issued_at + Duration::from_secs(lifetime);
         let left = exp
             .duration_since(SystemTime::now())
             .map_or(0, |d| d.as_secs());
-        if entry.at.elapsed() > self.window || left.saturating_mul(3) < lifetime.saturating_mul(2) {
-            entries.remove(key);
+        if left.saturating_mul(3) < lifetime.saturating_mul(2) {
+            self.entries.remove(key);
             return None;
         }
-        let mut token = entry.token.clone();
+        let mut token = IssuedToken::clone(&token);
         token.expires_in = left;
         Some(token)
     }
 
-    /// Remembers a freshly issued token.
+    /// Remembers a freshly issued token for the window.
     pub(crate) fn put(&self, key: String, token: &IssuedToken) {
-        let mut entries = self.lock();
-        if entries.len() >= MAX_ENTRIES {
-            let window = self.window;
-            entries.retain(|_, e| e.at.elapsed() <= window);
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(
-            key,
-            Entry {
-                token: token.clone(),
-                at: Instant::now(),
-            },
-        );
+        self.entries
+            .insert(key, Arc::new(token.clone()), self.window);
     }
 }

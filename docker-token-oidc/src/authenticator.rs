@@ -1,15 +1,15 @@
 //! [`OidcTokenAuthenticator`]: an IdP access token as the docker password.
 
 use std::fmt;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
+use docker_token_core::cache::{Keep, SecretKeyer, TAG_LEN, TtlCache};
 use docker_token_core::{
     Authenticator, AuthnOutcome, BackendError, ConfigError, Identity, LoginAttempt,
 };
 use serde_json::{Map, Value};
 
-use crate::cache::ResultCache;
 use crate::claims::{ClaimRules, ClaimsVerdict};
 use crate::config::OidcTokenConfig;
 use crate::discovery::{Discovery, DiscoverySettings};
@@ -63,7 +63,8 @@ pub struct OidcTokenAuthenticator {
     rules: ClaimRules,
     jwt: JwtRules,
     verify_jwts_locally: bool,
-    cache: ResultCache,
+    keyer: SecretKeyer,
+    cache: TtlCache<[u8; TAG_LEN], AuthnOutcome>,
     cache_ttl: Duration,
     negative_cache_ttl: Duration,
     min_token_length: usize,
@@ -92,9 +93,7 @@ impl OidcTokenAuthenticator {
                 .with_source(e)
                 .at("oidc_token")
         })?;
-        let cache = ResultCache::new(config.max_cache_entries).map_err(|_| {
-            ConfigError::new("the system random number generator failed").at("oidc_token")
-        })?;
+        let keyer = SecretKeyer::new().map_err(|e| e.at("oidc_token"))?;
         let name = "oidc_token".to_owned();
         let verify_jwts_locally = !config.audiences.is_empty();
         let discovery = Discovery::new(DiscoverySettings {
@@ -130,7 +129,8 @@ impl OidcTokenAuthenticator {
                 clock_skew: config.clock_skew,
             },
             verify_jwts_locally,
-            cache,
+            keyer,
+            cache: TtlCache::new(config.max_cache_entries),
             cache_ttl: config.cache_ttl,
             negative_cache_ttl: config.negative_cache_ttl,
             min_token_length: config.min_token_length,
@@ -346,13 +346,18 @@ impl Authenticator for OidcTokenAuthenticator {
         {
             return Ok(AuthnOutcome::NotApplicable);
         }
-        let key = self.cache.key_for(&login.account, token);
-        if let Some(hit) = self.cache.get(&key, Instant::now()) {
-            return Ok(hit);
-        }
-        let (outcome, ttl) = self.check(&login.account, token).await?;
-        self.cache.put(key, outcome.clone(), ttl, Instant::now());
-        Ok(outcome)
+        // Keyed by an HMAC of (user, token): the token itself is never kept. Concurrent checks
+        // of one token for one user make one call to the IdP; each outcome is kept for its
+        // own TTL (positive or negative), errors are not kept.
+        let key = self
+            .keyer
+            .tag(&[login.account.as_bytes(), token.as_bytes()]);
+        self.cache
+            .get_or_try_insert_with(&key, || async {
+                let (outcome, ttl) = self.check(&login.account, token).await?;
+                Ok((outcome, Keep::For(ttl)))
+            })
+            .await
     }
 
     async fn ready(&self) -> Result<(), BackendError> {

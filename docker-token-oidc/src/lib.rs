@@ -39,7 +39,6 @@
 
 mod algorithm;
 mod authenticator;
-mod cache;
 mod claims;
 mod config;
 mod discovery;

@@ -1,10 +1,11 @@
 //! One compiled ACL pattern (`/regex/` or glob) and the cache of substituted regexes.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use regex::Regex;
+
+use crate::cache::TtlCache;
 
 use super::glob::{glob_match, validate_glob};
 use super::placeholder::{Vars, substitute};
@@ -15,7 +16,7 @@ const LOAD_SIZE_LIMIT: usize = 10 << 20;
 /// Size limit for regexes compiled per request after substitution: label values come from
 /// backends and must not be able to make us build huge automata.
 const REQUEST_SIZE_LIMIT: usize = 1 << 20;
-/// Entries kept in the substituted-regex cache before it is cleared.
+/// Entries kept in the substituted-regex cache.
 const CACHE_CAPACITY: usize = 1024;
 
 /// Whether a (substituted) pattern text is a regex: `/…/` and longer than two bytes.
@@ -109,20 +110,25 @@ impl Pattern {
 }
 
 /// Regexes compiled after substitution, keyed by their text, so steady traffic does not
-/// recompile. Bounded: cleared when full. Failed compilations are cached too.
-#[derive(Default)]
+/// recompile. Bounded (the core [`TtlCache`], entries without expiry). Failed compilations
+/// are cached too (as `None`).
 pub(crate) struct RegexCache {
-    map: Mutex<HashMap<String, Option<Arc<Regex>>>>,
+    map: TtlCache<String, Option<Arc<Regex>>>,
+}
+
+impl Default for RegexCache {
+    fn default() -> Self {
+        Self {
+            map: TtlCache::new(CACHE_CAPACITY),
+        }
+    }
 }
 
 impl fmt::Debug for RegexCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let len = self
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len();
-        f.debug_struct("RegexCache").field("len", &len).finish()
+        f.debug_struct("RegexCache")
+            .field("len", &self.map.len())
+            .finish()
     }
 }
 
@@ -130,15 +136,9 @@ impl RegexCache {
     /// The compiled regex for `body`, or `None` when it does not compile (such a pattern
     /// simply does not match).
     pub(crate) fn get(&self, body: &str) -> Option<Arc<Regex>> {
-        if let Some(hit) = self
-            .map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(body)
-        {
-            return hit.clone();
+        if let Some(hit) = self.map.get(body) {
+            return hit;
         }
-        // Compile outside the lock.
         let compiled = match re2::compile(body, REQUEST_SIZE_LIMIT) {
             Ok(re) => Some(Arc::new(re)),
             Err(e) => {
@@ -146,20 +146,14 @@ impl RegexCache {
                 None
             }
         };
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= CACHE_CAPACITY {
-            map.clear();
-        }
-        map.insert(body.to_owned(), compiled.clone());
+        self.map
+            .insert_unexpiring(body.to_owned(), compiled.clone());
         compiled
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.map.len()
     }
 }
 

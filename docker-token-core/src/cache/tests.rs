@@ -64,10 +64,11 @@ fn cached(
     ttl_ms: u64,
     max_entries: usize,
 ) -> CachedAuthenticator<Arc<Backend>> {
-    let mut c = CachedAuthenticator::new(backend.clone(), CacheConfig::default()).unwrap();
-    c.ttl = Duration::from_millis(ttl_ms);
-    c.max_entries = max_entries;
-    c
+    let config = CacheConfig {
+        ttl: Duration::from_millis(ttl_ms),
+        max_entries,
+    };
+    CachedAuthenticator::new(backend.clone(), config).unwrap()
 }
 
 async fn outcome(c: &CachedAuthenticator<Arc<Backend>>, account: &str, pw: &str) -> AuthnOutcome {
@@ -171,48 +172,129 @@ async fn entries_expire_after_the_ttl() {
     assert_eq!(b.calls(), 2, "an expired entry is a miss");
 }
 
-#[test]
-fn the_size_is_bounded_and_the_oldest_entry_goes_first() {
-    let b = Backend::new("alice", "pw");
-    let c = cached(&b, 60_000, 3);
-    let start = Instant::now();
-    for i in 0..10u64 {
-        let login = LoginAttempt::new(format!("u{i}"), "pw");
-        let tag = c.tag(&login);
-        c.insert(
-            &login.account,
-            tag,
-            Identity::new(login.account.clone()),
-            start + Duration::from_millis(i),
-        );
-        assert!(c.len() <= 3, "len {} after {i}", c.len());
-    }
-    let hit = |i: u32| {
-        let login = LoginAttempt::new(format!("u{i}"), "pw");
-        c.lookup(&login.account, &c.tag(&login), start).is_some()
+#[tokio::test]
+async fn a_scan_of_distinct_accounts_stays_bounded_and_keeps_the_logins_in_use() {
+    let b = Arc::new(AnyUser::default());
+    let config = CacheConfig {
+        ttl: Duration::from_secs(60),
+        max_entries: 64,
     };
-    assert!(hit(9) && hit(8) && hit(7));
-    assert!(!hit(0) && !hit(6), "older entries were evicted");
+    let c = CachedAuthenticator::new(b.clone(), config).unwrap();
+    let login = |name: &str| LoginAttempt::new(name, "pw");
+    for i in 0..5_000 {
+        if i % 8 == 0 {
+            // an account in steady use stays cached
+            c.authenticate(&login("steady")).await.unwrap();
+        }
+        c.authenticate(&login(&format!("u{i}"))).await.unwrap();
+        assert!(c.len() <= 64, "len {} after {i}", c.len());
+        assert!(c.latest.len() <= 64, "index {} after {i}", c.latest.len());
+    }
+    assert_eq!(
+        b.calls.load(Ordering::SeqCst),
+        5_001,
+        "one verification per scanned account, one for the steady one"
+    );
 }
 
-#[test]
-fn expired_entries_are_swept_before_live_ones_are_evicted() {
-    let b = Backend::new("alice", "pw");
-    let c = cached(&b, 10, 2);
-    let t0 = Instant::now();
-    let put = |name: &str, at: Instant| {
-        let login = LoginAttempt::new(name, "pw");
-        c.insert(name, c.tag(&login), Identity::new(name), at);
+#[tokio::test]
+async fn a_new_password_replaces_the_old_ones_entry() {
+    let b = Backend::new("alice", "old");
+    let c = cached(&b, 60_000, 10);
+    outcome(&c, "alice", "old").await;
+    b.set_password("new");
+    outcome(&c, "alice", "new").await;
+    assert_eq!(c.len(), 1, "the old password's entry went");
+    assert_eq!(outcome(&c, "alice", "old").await, AuthnOutcome::Rejected);
+    assert_eq!(b.calls(), 3);
+}
+
+/// Accepts every account whose password is "pw", counting calls. With gates, a good login
+/// waits for `good` and a wrong one for `wrong` before answering.
+#[derive(Default)]
+struct AnyUser {
+    calls: AtomicUsize,
+    good_calls: AtomicUsize,
+    gates: Option<(tokio::sync::Semaphore, tokio::sync::Semaphore)>,
+}
+
+#[async_trait]
+impl Authenticator for AnyUser {
+    fn name(&self) -> &str {
+        "any"
+    }
+
+    async fn authenticate(&self, login: &LoginAttempt) -> Result<AuthnOutcome, BackendError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let good = login.password.expose() == "pw";
+        if good {
+            self.good_calls.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some((good_gate, wrong_gate)) = &self.gates {
+            let gate = if good { good_gate } else { wrong_gate };
+            drop(gate.acquire().await.unwrap());
+        }
+        Ok(if good {
+            AuthnOutcome::Authenticated(Identity::new(login.account.clone()))
+        } else {
+            AuthnOutcome::Rejected
+        })
+    }
+}
+
+#[tokio::test]
+async fn concurrent_identical_logins_verify_once_and_wrong_passwords_do_not_hold_them_up() {
+    use tokio::sync::Semaphore;
+    let b = Arc::new(AnyUser {
+        gates: Some((Semaphore::new(0), Semaphore::new(0))),
+        ..AnyUser::default()
+    });
+    let c = Arc::new(CachedAuthenticator::new(b.clone(), CacheConfig::default()).unwrap());
+    let spawn = |pw: String| {
+        let c = c.clone();
+        tokio::spawn(async move { c.authenticate(&LoginAttempt::new("alice", pw)).await })
     };
-    put("a", t0);
-    put("b", t0 + Duration::from_millis(100));
-    put("c", t0 + Duration::from_millis(100));
-    assert_eq!(c.len(), 2);
-    let login = LoginAttempt::new("b", "pw");
-    assert!(
-        c.lookup("b", &c.tag(&login), t0 + Duration::from_millis(105))
-            .is_some()
+    // a flood of wrong passwords, all stuck in the backend, some of them identical
+    let wrong: Vec<_> = (0..20).map(|i| spawn(format!("w{}", i % 10))).collect();
+    // then a burst of identical good logins
+    let good: Vec<_> = (0..10).map(|_| spawn("pw".to_owned())).collect();
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        b.good_calls.load(Ordering::SeqCst),
+        1,
+        "one verification for the burst"
     );
+    assert_eq!(
+        b.calls.load(Ordering::SeqCst),
+        11,
+        "each distinct wrong password is verified in parallel, identical ones wait"
+    );
+    b.gates.as_ref().unwrap().0.add_permits(100);
+    for t in good {
+        let out = tokio::time::timeout(Duration::from_secs(10), t)
+            .await
+            .expect("good logins do not wait for wrong passwords")
+            .unwrap()
+            .unwrap();
+        assert!(matches!(out, AuthnOutcome::Authenticated(ref id) if id.account == "alice"));
+    }
+    assert_eq!(b.good_calls.load(Ordering::SeqCst), 1);
+    assert!(
+        wrong.iter().all(|t| !t.is_finished()),
+        "the wrong ones are still stuck"
+    );
+    b.gates.as_ref().unwrap().1.add_permits(100);
+    for t in wrong {
+        assert_eq!(t.await.unwrap().unwrap(), AuthnOutcome::Rejected);
+    }
+    assert_eq!(
+        b.calls.load(Ordering::SeqCst),
+        21,
+        "identical wrong passwords are not cached"
+    );
+    assert!(c.is_empty(), "a wrong password dropped alice's entry");
 }
 
 #[tokio::test]
