@@ -52,7 +52,7 @@ use crate::identity::Identity;
 
 /// The default time a successful verification is remembered.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
-/// The default bound on the number of cached accounts.
+/// The default bound on the number of cached logins.
 pub const DEFAULT_MAX_ENTRIES: usize = 10_000;
 
 /// How long successes are remembered and how many. In YAML (the server's
@@ -69,7 +69,7 @@ pub struct CacheConfig {
         deserialize_with = "crate::config::deserialize_duration"
     )]
     pub ttl: Duration,
-    /// The most accounts remembered at once (> 0).
+    /// About the most logins remembered at once (> 0).
     #[serde(default = "default_max_entries")]
     pub max_entries: usize,
 }
