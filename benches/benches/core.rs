@@ -235,31 +235,24 @@ fn bench_service(c: &mut Criterion) {
         )
         .authorizers(AuthorizerChain::new().with(acl(20)))
         .build();
-    let cached = TokenService::builder(service.issuer().clone())
-        .authenticators(
-            AuthenticatorChain::new().with(
-                CachedAuthenticator::new(
-                    StaticUsers::from_config(&users).expect("users"),
-                    CacheConfig::default(),
-                )
-                .expect("cache"),
-            ),
-        )
-        .authorizers(AuthorizerChain::new().with(acl(20)))
-        .build();
-    let reusing = TokenService::builder(service.issuer().clone())
-        .authenticators(
-            AuthenticatorChain::new().with(
-                CachedAuthenticator::new(
-                    StaticUsers::from_config(&users).expect("users"),
-                    CacheConfig::default(),
-                )
-                .expect("cache"),
-            ),
-        )
-        .authorizers(AuthorizerChain::new().with(acl(20)))
-        .reuse_window(Duration::from_secs(3600))
-        .build();
+    let cached_service = |builder: docker_token_core::TokenServiceBuilder| {
+        builder
+            .authenticators(
+                AuthenticatorChain::new().with(
+                    CachedAuthenticator::new(
+                        StaticUsers::from_config(&users).expect("users"),
+                        CacheConfig::default(),
+                    )
+                    .expect("cache"),
+                ),
+            )
+            .authorizers(AuthorizerChain::new().with(acl(20)))
+            .build()
+    };
+    let cached = cached_service(TokenService::builder(service.issuer().clone()));
+    let reusing = cached_service(
+        TokenService::builder(service.issuer().clone()).reuse_window(Duration::from_secs(3600)),
+    );
     let basic = http::HeaderValue::from_static("Basic YWxpY2U6c2VjcmV0"); // alice:secret
     let mut g = c.benchmark_group("TokenService::issue (ES256, 20-rule ACL)");
     g.bench_function("anonymous (baseline, no bcrypt)", |b| {
