@@ -223,6 +223,29 @@ async fn cache_avoids_repeated_introspection() {
     assert_eq!(p.request_count(INTROSPECT.0, INTROSPECT.1), 4);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_of_one_token_make_one_introspection() {
+    let p = Provider::start();
+    let auth = std::sync::Arc::new(authenticator(&config(&p)));
+    let token = p.access_token("alice", "alicepw", None);
+    auth.discover().await.expect("discovery");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (auth, token) = (auth.clone(), token.clone());
+            tokio::spawn(async move { login(&auth, "alice", &token).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(identity(t.await.expect("task")).account, "alice");
+    }
+    assert_eq!(
+        p.request_count(INTROSPECT.0, INTROSPECT.1),
+        1,
+        "the concurrent checks waited for one introspection: {}",
+        p.output()
+    );
+}
+
 #[tokio::test]
 async fn wrong_client_secret_is_unavailable() {
     let p = Provider::start();
