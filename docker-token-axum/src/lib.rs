@@ -261,7 +261,7 @@ async fn handle_token(state: AppState, request: Request) -> (Response, Outcome) 
         Ok(issued) => {
             span.record("account", issued.account.as_str());
             span.record("jti", issued.jti.as_str());
-            let body = serde_json::to_vec(&issued.response).unwrap_or_default();
+            let body = issued.response.to_json();
             (
                 json_response(StatusCode::OK, body),
                 Outcome::granted(&request, &issued.access),

@@ -113,13 +113,40 @@ pub(crate) fn start() -> Option<std::time::Instant> {
     None
 }
 
+/// Every outcome, in the order of the handle array below.
+#[cfg(feature = "metrics")]
+const OUTCOMES: [Outcome; 8] = [
+    Outcome::Granted,
+    Outcome::Partial,
+    Outcome::Denied,
+    Outcome::Unauthorized,
+    Outcome::BadRequest,
+    Outcome::RateLimited,
+    Outcome::Unavailable,
+    Outcome::Error,
+];
+
+/// Records one answered request. The handles are resolved from the recorder once (see
+/// `docker_token_core::metrics`: install the recorder before the first request).
 #[cfg(feature = "metrics")]
 pub(crate) fn token_request(outcome: Outcome, started: Option<std::time::Instant>) {
-    let label = outcome.as_str();
-    ::metrics::counter!(REQUESTS_TOTAL, "outcome" => label).increment(1);
+    use std::sync::OnceLock;
+
+    use ::metrics::{Counter, Histogram};
+    static HANDLES: OnceLock<[(Counter, Histogram); 8]> = OnceLock::new();
+    let handles = HANDLES.get_or_init(|| {
+        OUTCOMES.map(|o| {
+            (
+                ::metrics::counter!(REQUESTS_TOTAL, "outcome" => o.as_str()),
+                ::metrics::histogram!(REQUEST_DURATION, "outcome" => o.as_str()),
+            )
+        })
+    });
+    let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(7);
+    let (counter, histogram) = &handles[i];
+    counter.increment(1);
     if let Some(t) = started {
-        ::metrics::histogram!(REQUEST_DURATION, "outcome" => label)
-            .record(t.elapsed().as_secs_f64());
+        histogram.record(t.elapsed().as_secs_f64());
     }
 }
 

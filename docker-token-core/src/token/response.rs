@@ -36,6 +36,74 @@ impl TokenResponse {
     }
 }
 
+impl TokenResponse {
+    /// The JSON body, as `serde_json` would write it (same field order and escaping), in
+    /// one allocation. The token endpoint answers every pull and push with this; the
+    /// values are nearly always JSON-safe (a JWT, digits, a timestamp), so each is checked
+    /// once and copied instead of being escaped byte by byte.
+    #[must_use]
+    pub fn to_json(&self) -> Vec<u8> {
+        let refresh = self.refresh_token.as_deref();
+        let mut out = Vec::with_capacity(
+            96 + self.token.len()
+                + self.access_token.len()
+                + self.issued_at.len()
+                + refresh.map_or(0, |r| r.len() + 20),
+        );
+        out.extend_from_slice(br#"{"token":"#);
+        let clean = push_json_str(&mut out, &self.token);
+        out.extend_from_slice(br#","access_token":"#);
+        if clean && self.access_token == self.token {
+            // the same JWT twice (always, from `From<IssuedToken>`): checked once
+            push_raw_str(&mut out, &self.token);
+        } else {
+            push_json_str(&mut out, &self.access_token);
+        }
+        out.extend_from_slice(br#","expires_in":"#);
+        out.extend_from_slice(self.expires_in.to_string().as_bytes());
+        out.extend_from_slice(br#","issued_at":"#);
+        push_json_str(&mut out, &self.issued_at);
+        if let Some(r) = refresh {
+            out.extend_from_slice(br#","refresh_token":"#);
+            push_json_str(&mut out, r);
+        }
+        out.push(b'}');
+        out
+    }
+}
+
+/// Whether JSON needs an escape for any byte: a control character, `"` or backslash. Folded
+/// per 64-byte chunk without an early exit inside it, so that the compiler vectorizes it
+/// (a JWT is 1–3 KiB and is checked on every token response).
+fn needs_escape(bytes: &[u8]) -> bool {
+    bytes.chunks(64).any(|chunk| {
+        chunk.iter().fold(false, |bad, &b| {
+            bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+        })
+    })
+}
+
+/// Appends `s` as a JSON string: copied when nothing in it needs escaping, else written by
+/// `serde_json` (which escapes `"`, backslash and control characters). Returns whether it
+/// was copied as is.
+fn push_json_str(out: &mut Vec<u8>, s: &str) -> bool {
+    if needs_escape(s.as_bytes()) {
+        // writing a &str into a Vec cannot fail
+        let _ = serde_json::to_writer(&mut *out, s);
+        false
+    } else {
+        push_raw_str(out, s);
+        true
+    }
+}
+
+/// Appends `"s"`; `s` must need no escaping.
+fn push_raw_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    out.extend_from_slice(s.as_bytes());
+    out.push(b'"');
+}
+
 impl From<IssuedToken> for TokenResponse {
     fn from(issued: IssuedToken) -> Self {
         Self {
@@ -156,6 +224,34 @@ mod tests {
                     m = 1;
                     y += 1;
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn to_json_is_what_serde_json_writes() {
+        let odd = [
+            "a.b.c",
+            "",
+            "quote\" back\\slash",
+            "ctl\u{0}\n\t\u{1f}\u{7f}",
+            "naïve ✓ \u{2028}",
+            "</script>",
+        ];
+        for s in odd {
+            for refresh in [None, Some(s)] {
+                let r = TokenResponse {
+                    token: s.to_owned(),
+                    access_token: format!("{s}x"),
+                    expires_in: 18_446_744_073_709_551_615,
+                    issued_at: s.to_owned(),
+                    refresh_token: refresh.map(str::to_owned),
+                };
+                assert_eq!(
+                    String::from_utf8(r.to_json()).unwrap(),
+                    serde_json::to_string(&r).unwrap(),
+                    "{s:?}"
+                );
             }
         }
     }

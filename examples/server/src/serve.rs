@@ -187,25 +187,32 @@ pub(crate) fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    let code = match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
+            crate::logging::flush();
             eprintln!("docker-token-server: {e}");
             ExitCode::from(1)
         }
-    }
+    };
+    crate::logging::flush();
+    code
 }
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(crate::logging::OneLineStderr { ansi })
-        .try_init();
+        .with_ansi(ansi);
+    let _ = match crate::logging::BatchedStderr::new(ansi) {
+        Some(w) => builder.with_writer(w).try_init(),
+        None => builder
+            .with_writer(crate::logging::OneLineStderr { ansi })
+            .try_init(),
+    };
 }
 
 async fn run(args: ServeArgs) -> Result<(), LoadError> {
