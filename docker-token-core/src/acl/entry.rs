@@ -1,7 +1,8 @@
 //! One compiled ACL entry: validation at load, matching per request.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
@@ -37,6 +38,9 @@ pub(crate) struct CompiledEntry {
     captures: Vec<CaptureVar>,
     /// Some pattern needs per-request substitution.
     templated: bool,
+    /// For each untemplated regex field, its slot in the per-request memo (see
+    /// [`share_regex_results`]).
+    memo: [Option<usize>; 4],
     pub(crate) actions: Actions,
     pub(crate) comment: Option<String>,
     pub(crate) expiration: Option<std::time::Duration>,
@@ -146,6 +150,7 @@ impl CompiledEntry {
             labels: label_conditions,
             captures,
             templated,
+            memo: [None; 4],
             actions,
             comment,
             expiration,
@@ -160,14 +165,23 @@ impl CompiledEntry {
                 _ => return false,
             }
         }
-        // Cheap, precompiled checks first.
-        for (p, v) in self.fields.iter().zip(ctx.values) {
+        // Cheap, precompiled checks first; a regex several rules share runs once per request.
+        for ((p, v), slot) in self.fields.iter().zip(ctx.values).zip(self.memo) {
             if let Some(p) = p
                 && !p.is_templated()
-                && !p.matches_plain(v)
+                && !ctx.memoized(slot, || p.matches_plain(v))
             {
                 return false;
             }
+        }
+        let labels = &ctx.req.identity.labels;
+        // a label condition needs the label to have a value: check before substituting
+        if self
+            .labels
+            .iter()
+            .any(|(key, _)| labels.get(key).is_none_or(Vec::is_empty))
+        {
+            return false;
         }
         if !self.templated && self.labels.is_empty() {
             return true;
@@ -179,7 +193,6 @@ impl CompiledEntry {
             with_captures = self.with_captures(ctx);
             &with_captures
         };
-        let labels = &ctx.req.identity.labels;
         for (p, v) in self.fields.iter().zip(ctx.values) {
             if let Some(p) = p
                 && p.is_templated()
@@ -213,6 +226,25 @@ impl CompiledEntry {
     }
 }
 
+/// Gives the same slot to every untemplated regex that appears in the same field of several
+/// entries (ACLs repeat `account: "/.+/"` in most rules), so that it runs once per request;
+/// returns the number of slots.
+pub(crate) fn share_regex_results(entries: &mut [CompiledEntry]) -> usize {
+    let mut slots: HashMap<(usize, String), usize> = HashMap::new();
+    for e in entries {
+        for (i, p) in e.fields.iter().enumerate() {
+            if let Some(p) = p
+                && p.regex().is_some()
+                && !p.is_templated()
+            {
+                let next = slots.len();
+                e.memo[i] = Some(*slots.entry((i, p.raw().to_owned())).or_insert(next));
+            }
+        }
+    }
+    slots.len()
+}
+
 /// What every entry needs from one request, computed at most once per evaluation.
 pub(crate) struct RequestCtx<'a> {
     req: AuthzRequest<'a>,
@@ -220,10 +252,12 @@ pub(crate) struct RequestCtx<'a> {
     values: [&'a str; 4],
     /// `${account}` … `${service}` with their regex-quoted values.
     base: OnceCell<Vec<Var<'a>>>,
+    /// Results of shared regexes: 0 not run yet, 1 no match, 2 match.
+    memo: Vec<Cell<u8>>,
 }
 
 impl<'a> RequestCtx<'a> {
-    pub(crate) fn new(req: &AuthzRequest<'a>) -> Self {
+    pub(crate) fn new(req: &AuthzRequest<'a>, memo_slots: usize) -> Self {
         let values = [
             req.identity.account.as_str(),
             req.scope.resource_type(),
@@ -234,6 +268,22 @@ impl<'a> RequestCtx<'a> {
             req: *req,
             values,
             base: OnceCell::new(),
+            memo: vec![Cell::new(0); memo_slots],
+        }
+    }
+
+    /// `check()`, run at most once per request for a shared slot.
+    fn memoized(&self, slot: Option<usize>, check: impl FnOnce() -> bool) -> bool {
+        let Some(cell) = slot.and_then(|s| self.memo.get(s)) else {
+            return check();
+        };
+        match cell.get() {
+            0 => {
+                let r = check();
+                cell.set(1 + u8::from(r));
+                r
+            }
+            v => v == 2,
         }
     }
 

@@ -175,6 +175,8 @@ pub struct Acl {
 
 struct Inner {
     entries: Vec<CompiledEntry>,
+    /// Distinct untemplated regexes (see `entry::share_regex_results`).
+    memo_slots: usize,
     cache: RegexCache,
 }
 
@@ -195,14 +197,16 @@ impl Acl {
     /// A [`ConfigError`] located at the offending rule (`acl[3].match.ip: …`): a regex that
     /// does not compile as Go RE2, a malformed glob, a bad IP or CIDR, missing `actions`.
     pub fn new(entries: Vec<AclEntry>) -> Result<Self, ConfigError> {
-        let entries = entries
+        let mut entries = entries
             .into_iter()
             .enumerate()
             .map(|(i, e)| CompiledEntry::compile(i, e))
             .collect::<Result<Vec<_>, _>>()?;
+        let memo_slots = entry::share_regex_results(&mut entries);
         Ok(Self {
             inner: Arc::new(Inner {
                 entries,
+                memo_slots,
                 cache: RegexCache::default(),
             }),
         })
@@ -223,7 +227,7 @@ impl Acl {
     /// The decision of the first matching rule, or `None` when no rule matches.
     #[must_use]
     pub fn evaluate(&self, req: &AuthzRequest<'_>) -> Option<Grant> {
-        let ctx = RequestCtx::new(req);
+        let ctx = RequestCtx::new(req, self.inner.memo_slots);
         let cache = &self.inner.cache;
         let (index, entry) = self
             .inner

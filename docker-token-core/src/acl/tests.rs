@@ -512,3 +512,55 @@ fn a_rule_may_set_the_token_lifetime() {
         from_json(serde_json::json!([{"match": {}, "actions": [], "expiration": "soon"}])).is_err()
     );
 }
+
+#[test]
+fn a_regex_shared_by_several_rules_runs_once_and_decides_for_each() {
+    let acl = from_json(serde_json::json!([
+        {"match": {"account": "/^svc-[0-9]+$/", "name": "a/*"}, "actions": ["pull"]},
+        {"match": {"account": "/^svc-[0-9]+$/", "name": "b/*"}, "actions": ["push"]},
+        {"match": {"account": "/.+/", "name": "b/*"}, "actions": ["pull"]},
+        {"match": {"account": "/.+/", "type": "/.+/"}, "actions": ["*"]},
+    ]))
+    .unwrap();
+    // two distinct (field, regex) pairs for account, one for type
+    assert_eq!(acl.inner.memo_slots, 3);
+    let rule = |r: &Req| eval(&acl, r).and_then(|g| g.rule).map(|r| r.index);
+    let push_pull = ["pull", "push"];
+    assert_eq!(
+        rule(&Req::new("svc-1", "repository", "b/x", "r").actions(&push_pull)),
+        Some(1)
+    );
+    assert_eq!(rule(&Req::new("svc-1", "repository", "a/x", "r")), Some(0));
+    assert_eq!(rule(&Req::new("alice", "repository", "b/x", "r")), Some(2));
+    assert_eq!(rule(&Req::new("alice", "repository", "c/x", "r")), Some(3));
+    assert_eq!(rule(&Req::new("", "repository", "c/x", "r")), None);
+}
+
+#[test]
+fn a_label_condition_without_the_label_fails_before_substitution() {
+    let acl = from_json(serde_json::json!([
+        {"match": {"account": "/.+/", "name": "${labels:team}/*", "labels": {"group": "g1"}},
+         "actions": ["*"]},
+        {"match": {"name": "${labels:team}/*"}, "actions": ["pull"]},
+    ]))
+    .unwrap();
+    let r = Req::new("alice", "repository", "demo/app", "r").labels(&[("team", &["demo"])]);
+    assert_eq!(
+        eval(&acl, &r).and_then(|g| g.rule).map(|r| r.index),
+        Some(1)
+    );
+    let with_group = r.clone().labels(&[("group", &["g1"])]);
+    assert_eq!(
+        eval(&acl, &with_group)
+            .and_then(|g| g.rule)
+            .map(|r| r.index),
+        Some(0)
+    );
+    let empty_group = r.labels(&[("group", &[])]);
+    assert_eq!(
+        eval(&acl, &empty_group)
+            .and_then(|g| g.rule)
+            .map(|r| r.index),
+        Some(1)
+    );
+}
