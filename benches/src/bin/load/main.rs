@@ -1,11 +1,14 @@
-//! The load benchmark: `cargo run --release -p docker-token-benches --bin load [-- --secs N]`.
+//! The load benchmark:
+//! `cargo run --release -p docker-token-benches --bin load [-- --secs N] [--rounds N] [--no-ldap]`.
 //!
 //! Builds `docker-token-server` in release, writes fixed configurations (ES256 or RSA-4096
 //! key, a bcrypt cost-5 user, a 20-rule ACL; LDAP through a throwaway slapd), starts the
 //! server on 127.0.0.1 and drives it with `wrk` at 32 and 256 connections. Prints req/s,
 //! p50/p99 latency, the server's peak RSS (VmHWM), each case's ratio to `/healthz` measured
-//! on the same server just before, p99 at half of the measured peak (an open-loop generator, `paced.rs`) and the
-//! cold start (process start → first token). Every run is bounded (`--secs`, default 5).
+//! on the same server just before (with `--rounds N`, the median of N back-to-back
+//! `/healthz` + case pairs), p99 at half of the measured peak (an open-loop generator,
+//! `paced.rs`) and the cold start (process start → first token). Every run is bounded
+//! (`--secs`, default 5).
 
 mod paced;
 mod setup;
@@ -40,6 +43,8 @@ struct Case {
 struct Bench {
     wrk: PathBuf,
     secs: Duration,
+    /// Interleaved `/healthz` + case pairs per figure (`--rounds`); the median pair is shown.
+    rounds: u32,
     rows: Vec<Row>,
     paced: Vec<PacedRow>,
     health: [Option<f64>; 2],
@@ -60,7 +65,7 @@ impl Bench {
         // The ratio "× (a)" is taken against `/healthz` on the same server just before its
         // cases: the machine's speed drifts by 20 % and more over a run (shared VM), which
         // a single `/healthz` figure at the start would charge to the later cases.
-        if cases.first().is_some_and(|c| c.path != "/healthz") {
+        if self.rounds == 1 && cases.first().is_some_and(|c| c.path != "/healthz") {
             for (i, c) in CONNECTIONS.iter().enumerate() {
                 let url = format!("http://{}/healthz", server.addr);
                 let report = wrk::run(&self.wrk, &url, *c, self.secs, None)?;
@@ -79,8 +84,24 @@ impl Bench {
                 return Err(format!("{}: warm-up answered {status}", case.name));
             }
             let mut peak = 0.0f64;
+            let health_url = format!("http://{}/healthz", server.addr);
             for (i, c) in CONNECTIONS.iter().enumerate() {
-                let report = wrk::run(&self.wrk, &url, *c, self.secs, header.as_deref())?;
+                // With --rounds N > 1, each round measures /healthz and then the case, back to
+                // back, and the round with the median ratio is shown: the VM's speed drifts
+                // by 20–30 % from one 5 s run to the next.
+                let mut samples = Vec::new();
+                for _ in 0..self.rounds {
+                    let health = if self.rounds > 1 && case.path != "/healthz" {
+                        Some(wrk::run(&self.wrk, &health_url, *c, self.secs, None)?.rps)
+                    } else {
+                        self.health[i]
+                    };
+                    let report = wrk::run(&self.wrk, &url, *c, self.secs, header.as_deref())?;
+                    samples.push((report, health));
+                }
+                let key = |(r, h): &(wrk::Report, Option<f64>)| h.map_or(r.rps, |h| r.rps / h);
+                samples.sort_by(|a, b| key(a).total_cmp(&key(b)));
+                let (report, health) = samples[samples.len() / 2];
                 if case.path == "/healthz" {
                     self.health[i] = Some(report.rps);
                 }
@@ -90,7 +111,11 @@ impl Bench {
                 let row = Row {
                     case: case.name.to_owned(),
                     connections: *c,
-                    vs_health: self.health[i].map(|h| report.rps / h),
+                    vs_health: if case.path == "/healthz" {
+                        Some(1.0)
+                    } else {
+                        health.map(|h| report.rps / h)
+                    },
                     peak_rss_kib: server.peak_rss_kib(),
                     report,
                 };
@@ -135,12 +160,14 @@ fn main() -> std::process::ExitCode {
 
 struct Args {
     secs: u64,
+    rounds: u32,
     ldap: bool,
 }
 
 fn args() -> Result<Args, String> {
     let mut a = Args {
         secs: 5,
+        rounds: 1,
         ldap: true,
     };
     let mut it = std::env::args().skip(1);
@@ -153,10 +180,17 @@ fn args() -> Result<Args, String> {
                     .filter(|v| (1..=120).contains(v))
                     .ok_or("--secs needs a number of seconds (1–120)")?;
             }
+            "--rounds" => {
+                a.rounds = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|v| (1..=9).contains(v))
+                    .ok_or("--rounds needs a number of rounds (1–9)")?;
+            }
             "--no-ldap" => a.ldap = false,
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (use --secs N, --no-ldap)"
+                    "unknown argument {other:?} (use --secs N, --rounds N, --no-ldap)"
                 ));
             }
         }
@@ -174,6 +208,7 @@ fn real_main() -> Result<(), String> {
     let mut bench = Bench {
         wrk,
         secs: Duration::from_secs(args.secs),
+        rounds: args.rounds,
         rows: Vec::new(),
         paced: Vec::new(),
         health: [None, None],
@@ -465,9 +500,10 @@ fn print_report(b: &Bench, cold: &[Duration], load_before: &str, load_after: &st
         })
         .unwrap_or_default();
     println!(
-        "\nmachine: {} × {cpu}; wrk -t2 on the same box; {} s per run; loadavg before {load_before}, after {load_after}\n",
+        "\nmachine: {} × {cpu}; wrk -t2 on the same box; {} s per run; {} round(s) per figure (median of /healthz + case pairs); loadavg before {load_before}, after {load_after}\n",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
-        b.secs.as_secs()
+        b.secs.as_secs(),
+        b.rounds
     );
     println!("| case | conns | req/s | × (a) | p50 ms | p99 ms | errors | peak RSS MiB |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
