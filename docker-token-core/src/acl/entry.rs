@@ -1,7 +1,7 @@
 //! One compiled ACL entry: validation at load, matching per request.
 
 use std::borrow::Cow;
-use std::cell::{Cell, OnceCell};
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -252,8 +252,8 @@ pub(crate) struct RequestCtx<'a> {
     values: [&'a str; 4],
     /// `${account}` … `${service}` with their regex-quoted values.
     base: OnceCell<Vec<Var<'a>>>,
-    /// Results of shared regexes: 0 not run yet, 1 no match, 2 match.
-    memo: Vec<Cell<u8>>,
+    /// Results of shared regexes, set when first needed.
+    memo: Vec<OnceCell<bool>>,
 }
 
 impl<'a> RequestCtx<'a> {
@@ -268,22 +268,15 @@ impl<'a> RequestCtx<'a> {
             req: *req,
             values,
             base: OnceCell::new(),
-            memo: vec![Cell::new(0); memo_slots],
+            memo: vec![OnceCell::new(); memo_slots],
         }
     }
 
     /// `check()`, run at most once per request for a shared slot.
     fn memoized(&self, slot: Option<usize>, check: impl FnOnce() -> bool) -> bool {
-        let Some(cell) = slot.and_then(|s| self.memo.get(s)) else {
-            return check();
-        };
-        match cell.get() {
-            0 => {
-                let r = check();
-                cell.set(1 + u8::from(r));
-                r
-            }
-            v => v == 2,
+        match slot.and_then(|s| self.memo.get(s)) {
+            Some(cell) => *cell.get_or_init(check),
+            None => check(),
         }
     }
 

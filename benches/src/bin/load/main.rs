@@ -174,18 +174,14 @@ fn args() -> Result<Args, String> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--secs" => {
-                a.secs = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|v| (1..=120).contains(v))
-                    .ok_or("--secs needs a number of seconds (1–120)")?;
+                a.secs = number(
+                    it.next(),
+                    1..=120,
+                    "--secs needs a number of seconds (1–120)",
+                )?
             }
             "--rounds" => {
-                a.rounds = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|v| (1..=9).contains(v))
-                    .ok_or("--rounds needs a number of rounds (1–9)")?;
+                a.rounds = number(it.next(), 1..=9, "--rounds needs a number of rounds (1–9)")?
             }
             "--no-ldap" => a.ldap = false,
             other => {
@@ -196,6 +192,18 @@ fn args() -> Result<Args, String> {
         }
     }
     Ok(a)
+}
+
+/// An option's value: a number within `range`, else `error`.
+fn number<T: std::str::FromStr + PartialOrd>(
+    value: Option<String>,
+    range: std::ops::RangeInclusive<T>,
+    error: &str,
+) -> Result<T, String> {
+    value
+        .and_then(|v| v.parse().ok())
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| error.to_owned())
 }
 
 fn real_main() -> Result<(), String> {
