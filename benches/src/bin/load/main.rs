@@ -1,5 +1,6 @@
 //! The load benchmark:
-//! `cargo run --release -p docker-token-benches --bin load [-- --secs N] [--rounds N] [--no-ldap]`.
+//! `cargo run --release -p docker-token-benches --bin load [-- --secs N] [--rounds N] [--no-ldap]
+//! [--only TEXT]…`.
 //!
 //! Builds `docker-token-server` in release, writes fixed configurations (ES256 or RSA-4096
 //! key, a bcrypt cost-5 user, a 20-rule ACL; LDAP through a throwaway slapd), starts the
@@ -8,7 +9,9 @@
 //! on the same server just before (with `--rounds N`, the median of N back-to-back
 //! `/healthz` + case pairs), p99 at half of the measured peak (an open-loop generator,
 //! `paced.rs`) and the cold start (process start → first token). Every run is bounded
-//! (`--secs`, default 5).
+//! (`--secs`, default 5). `--only TEXT` (repeatable) runs just the cases whose name contains
+//! one of the texts, e.g. `--only '(c)' --only '(c-r)'` for the token-path targets (`cold`
+//! selects the cold start).
 
 mod paced;
 mod setup;
@@ -48,6 +51,8 @@ struct Bench {
     rows: Vec<Row>,
     paced: Vec<PacedRow>,
     health: [Option<f64>; 2],
+    /// `--only`: run just the cases whose name contains one of these (all when empty).
+    only: Vec<String>,
 }
 
 const CONNECTIONS: [u32; 2] = [32, 256];
@@ -61,6 +66,10 @@ impl Bench {
         log: &str,
         cases: &[Case],
     ) -> Result<(), String> {
+        let cases: Vec<&Case> = cases.iter().filter(|c| self.selected(c.name)).collect();
+        if cases.is_empty() {
+            return Ok(());
+        }
         let server = Server::start(bin, config, port, log)?;
         // The ratio "× (a)" is taken against `/healthz` on the same server just before its
         // cases: the machine's speed drifts by 20 % and more over a run (shared VM), which
@@ -146,6 +155,11 @@ impl Bench {
         }
         Ok(())
     }
+
+    /// Whether `--only` selects the case named `name`.
+    fn selected(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| name.contains(o.as_str()))
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -162,6 +176,7 @@ struct Args {
     secs: u64,
     rounds: u32,
     ldap: bool,
+    only: Vec<String>,
 }
 
 fn args() -> Result<Args, String> {
@@ -169,6 +184,7 @@ fn args() -> Result<Args, String> {
         secs: 5,
         rounds: 1,
         ldap: true,
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -184,9 +200,12 @@ fn args() -> Result<Args, String> {
                 a.rounds = number(it.next(), 1..=9, "--rounds needs a number of rounds (1–9)")?
             }
             "--no-ldap" => a.ldap = false,
+            "--only" => a
+                .only
+                .push(it.next().ok_or("--only needs a part of a case name")?),
             other => {
                 return Err(format!(
-                    "unknown argument {other:?} (use --secs N, --rounds N, --no-ldap)"
+                    "unknown argument {other:?} (use --secs N, --rounds N, --no-ldap, --only TEXT)"
                 ));
             }
         }
@@ -220,6 +239,7 @@ fn real_main() -> Result<(), String> {
         rows: Vec::new(),
         paced: Vec::new(),
         health: [None, None],
+        only: args.only,
     };
     let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let user = basic(USER, PASSWORD);
@@ -410,7 +430,7 @@ fn real_main() -> Result<(), String> {
         )?;
     }
     // LDAP
-    if args.ldap {
+    if args.ldap && (bench.selected("(e) token, LDAP") || bench.selected("(e60)")) {
         let slapd = std::panic::catch_unwind(test_support::slapd::Slapd::start).map_err(
             |_| "cannot start slapd (apt-get install slapd ldap-utils, or pass --no-ldap)",
         )?;
@@ -460,7 +480,11 @@ fn real_main() -> Result<(), String> {
     // cold start: process start → first token (ES256, static users, no LDAP)
     let port = test_support::free_port();
     let cfg = setup::config(dir.path(), "cold", port, &es(None))?;
-    let cold = cold_start(&bin, &cfg, port, &token("demo/app"))?;
+    let cold = if bench.selected("cold start") {
+        cold_start(&bin, &cfg, port, &token("demo/app"))?
+    } else {
+        Vec::new()
+    };
 
     let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     print_report(&bench, &cold, load_before.trim(), load_after.trim());
@@ -565,6 +589,9 @@ fn print_report(b: &Bench, cold: &[Duration], load_before: &str, load_after: &st
                 );
             }
         }
+    }
+    if cold.is_empty() {
+        return;
     }
     let median = cold.get(cold.len() / 2).copied().unwrap_or_default();
     let max = cold.last().copied().unwrap_or_default();
