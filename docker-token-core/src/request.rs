@@ -36,6 +36,7 @@
 //! assert!(!format!("{req:?}").contains("secret"));
 //! ```
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use base64::Engine as _;
@@ -400,7 +401,7 @@ impl Params {
             let Some(key) = percent_decode(key) else {
                 continue;
             };
-            let key = key.as_str();
+            let key = key.as_ref();
             let recognised = matches!(
                 (source, key),
                 (_, "scope" | "service" | "account" | "client_id")
@@ -414,9 +415,11 @@ impl Params {
                 // Clients send extra parameters; they carry nothing we use.
                 continue;
             }
-            let value = percent_decode(raw_value).ok_or_else(|| {
-                Error::InvalidRequest(format!("parameter {key} is not valid UTF-8"))
-            })?;
+            let value = percent_decode(raw_value)
+                .ok_or_else(|| {
+                    Error::InvalidRequest(format!("parameter {key} is not valid UTF-8"))
+                })?
+                .into_owned();
             // Names end up in tokens, ACL matches and log lines: no control characters.
             if matches!(key, "service" | "account" | "client_id" | "username")
                 && value.chars().any(char::is_control)
@@ -449,7 +452,11 @@ impl Params {
 /// a `%` not followed by two hex digits stays literal (as browsers and `form_urlencoded`
 /// do). `None` when the bytes are not UTF-8: such values are refused instead of being
 /// decoded lossily, which would let different inputs name the same account or service.
-fn percent_decode(raw: &[u8]) -> Option<String> {
+fn percent_decode(raw: &[u8]) -> Option<Cow<'_, str>> {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        // nothing to decode (most keys and many values): no copy
+        return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
+    }
     fn hex(b: Option<&u8>) -> Option<u8> {
         let b = *b?;
         char::from(b)
@@ -472,7 +479,7 @@ fn percent_decode(raw: &[u8]) -> Option<String> {
         }
         i += 1;
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out).ok().map(Cow::Owned)
 }
 
 /// Stores a singular parameter; a repeat with the same value is harmless, a repeat with

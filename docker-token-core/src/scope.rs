@@ -178,11 +178,34 @@ impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.resource_type)?;
         if let Some(c) = &self.class {
-            write!(f, "({c})")?;
+            f.write_str("(")?;
+            f.write_str(c)?;
+            f.write_str(")")?;
         }
-        write!(f, ":{}:{}", self.name, self.actions.join(","))
+        f.write_str(":")?;
+        f.write_str(&self.name)?;
+        f.write_str(":")?;
+        write_joined(f, &self.actions)
     }
 }
+
+/// Writes `items` separated by commas (what `items.join(",")` would build, without
+/// building it: scopes are written into every audit line).
+pub(crate) fn write_joined(f: &mut fmt::Formatter<'_>, items: &[String]) -> fmt::Result {
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        f.write_str(item)?;
+    }
+    Ok(())
+}
+
+/// A scope's resource: (type, class, name).
+type ResourceKey = (String, Option<String>, String);
+
+/// Up to this many distinct scopes, [`parse_scopes`] finds repeats by comparing.
+const LINEAR_SCOPES: usize = 8;
 
 /// Parses the values of (possibly repeated) `scope` parameters.
 ///
@@ -210,17 +233,24 @@ where
     S: AsRef<str>,
 {
     let mut scopes: Vec<Scope> = Vec::new();
-    // (type, class, name) -> index in `scopes`, so that merging stays linear.
-    let mut index: HashMap<(String, Option<String>, String), usize> = HashMap::new();
+    // (type, class, name) -> index in `scopes`, so that merging stays linear; built only
+    // past a few scopes (a request names one or two, and hashing them costs more than
+    // comparing)
+    let mut index: Option<HashMap<ResourceKey, usize>> = None;
     for value in values {
         for item in value.as_ref().split_ascii_whitespace() {
             let scope = Scope::parse(item)?;
-            let key = (
-                scope.resource_type.clone(),
-                scope.class.clone(),
-                scope.name.clone(),
-            );
-            if let Some(existing) = index.get(&key).and_then(|&i| scopes.get_mut(i)) {
+            let found = match &index {
+                Some(index) => index
+                    .get(&(
+                        scope.resource_type.clone(),
+                        scope.class.clone(),
+                        scope.name.clone(),
+                    ))
+                    .copied(),
+                None => scopes.iter().position(|s| s.same_resource(&scope)),
+            };
+            if let Some(existing) = found.and_then(|i| scopes.get_mut(i)) {
                 existing.merge_actions(&scope.actions);
             } else if scopes.len() >= MAX_SCOPES {
                 return Err(ScopeError::TooMany {
@@ -228,8 +258,31 @@ where
                     max: MAX_SCOPES,
                 });
             } else {
-                index.insert(key, scopes.len());
+                if let Some(index) = &mut index {
+                    index.insert(
+                        (
+                            scope.resource_type.clone(),
+                            scope.class.clone(),
+                            scope.name.clone(),
+                        ),
+                        scopes.len(),
+                    );
+                }
                 scopes.push(scope);
+                if index.is_none() && scopes.len() >= LINEAR_SCOPES {
+                    index = Some(
+                        scopes
+                            .iter()
+                            .enumerate()
+                            .map(|(i, s)| {
+                                (
+                                    (s.resource_type.clone(), s.class.clone(), s.name.clone()),
+                                    i,
+                                )
+                            })
+                            .collect(),
+                    );
+                }
             }
         }
     }

@@ -691,10 +691,54 @@ struct OptIp(Option<IpAddr>);
 impl std::fmt::Display for OptIp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
+            // dotted decimal written directly: this is in every audit line, and
+            // `Ipv4Addr`'s `Display` (which supports padding) formats into a buffer first
+            Some(IpAddr::V4(v4)) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    let digits = [
+                        b'0' + octet / 100,
+                        b'0' + octet / 10 % 10,
+                        b'0' + octet % 10,
+                    ];
+                    let skip = match octet {
+                        100.. => 0,
+                        10.. => 1,
+                        _ => 2,
+                    };
+                    let text = digits.get(skip..).unwrap_or_default();
+                    f.write_str(std::str::from_utf8(text).map_err(|_| std::fmt::Error)?)?;
+                }
+                Ok(())
+            }
             Some(ip) => write!(f, "{ip}"),
             None => f.write_str("-"),
         }
     }
+}
+
+#[cfg(test)]
+#[test]
+fn client_ips_print_as_std_prints_them() {
+    let mut ips: Vec<IpAddr> = [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.0.100.9",
+        "127.0.0.1",
+        "::1",
+        "::ffff:1.2.3.4",
+    ]
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect();
+    ips.extend((0..=255u8).map(|o| IpAddr::from([o, 255 - o, o / 3, o / 17])));
+    assert_eq!(ips.len(), 6 + 256);
+    for ip in ips {
+        assert_eq!(OptIp(Some(ip)).to_string(), ip.to_string());
+    }
+    assert_eq!(OptIp(None).to_string(), "-");
 }
 
 struct DisplayScopes<'a>(&'a [Scope]);
@@ -705,7 +749,7 @@ impl std::fmt::Display for DisplayScopes<'_> {
             if i > 0 {
                 f.write_str(" ")?;
             }
-            write!(f, "{s}")?;
+            std::fmt::Display::fmt(s, f)?;
         }
         Ok(())
     }
@@ -719,7 +763,11 @@ impl std::fmt::Display for DisplayAccess<'_> {
             if i > 0 {
                 f.write_str(" ")?;
             }
-            write!(f, "{}:{}:{}", a.resource_type, a.name, a.actions.join(","))?;
+            f.write_str(&a.resource_type)?;
+            f.write_str(":")?;
+            f.write_str(&a.name)?;
+            f.write_str(":")?;
+            crate::scope::write_joined(f, &a.actions)?;
         }
         Ok(())
     }

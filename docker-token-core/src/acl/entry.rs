@@ -351,12 +351,9 @@ fn matches_with_labels(
     if !p.is_label_templated() {
         return false;
     }
-    let sets: Vec<(String, &[String])> = labels
+    let sets: Vec<(&str, &[String])> = labels
         .iter()
-        .filter_map(|(k, vs)| {
-            let key = format!("${{labels:{k}}}");
-            p.raw().contains(&key).then_some((key, vs.as_slice()))
-        })
+        .filter_map(|(k, vs)| Some((p.label_placeholder(k)?, vs.as_slice())))
         .collect();
     if sets.is_empty() || sets.iter().any(|(_, vs)| vs.is_empty()) {
         return false;
@@ -374,7 +371,7 @@ fn matches_with_labels(
     }
     let mut extra: Vec<Var<'_>> = sets
         .iter()
-        .map(|(k, _)| (Cow::Borrowed(k.as_str()), Cow::Borrowed("")))
+        .map(|(k, _)| (Cow::Borrowed(*k), Cow::Borrowed("")))
         .collect();
     // An odometer over the value lists.
     let mut idx = vec![0usize; sets.len()];

@@ -1,5 +1,6 @@
 //! One compiled ACL pattern (`/regex/` or glob) and the cache of substituted regexes.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -39,6 +40,13 @@ pub(crate) struct Pattern {
     templated: bool,
     /// Contains `${labels:`: may need label permutations.
     label_templated: bool,
+    /// Where each `${labels:` starts in `raw`.
+    label_starts: Vec<usize>,
+    /// Every `${` starts a `${labels:`: substituting the request values and capture groups
+    /// changes nothing (only label values do).
+    labels_only: bool,
+    /// A glob without placeholders or wildcards: matching is comparing.
+    literal: bool,
 }
 
 impl Pattern {
@@ -59,11 +67,20 @@ impl Pattern {
                 None
             }
         };
+        let templated = raw.contains("${");
+        let literal = regex.is_none()
+            && !templated
+            && !raw.bytes().any(|b| matches!(b, b'*' | b'?' | b'[' | b'\\'));
         Ok(Self {
             raw: raw.to_owned(),
             regex,
-            templated: raw.contains("${"),
+            templated,
             label_templated: raw.contains("${labels:"),
+            label_starts: raw.match_indices(LABELS).map(|(i, _)| i).collect(),
+            labels_only: raw
+                .match_indices("${")
+                .all(|(i, _)| raw.get(i..).is_some_and(|at| at.starts_with(LABELS))),
+            literal,
         })
     }
 
@@ -85,10 +102,22 @@ impl Pattern {
         self.label_templated
     }
 
+    /// The placeholder `${labels:KEY}` as it appears in the pattern, if it does (the text
+    /// `raw.contains(format!("${{labels:{key}}}"))` looks for, without building it).
+    pub(crate) fn label_placeholder(&self, key: &str) -> Option<&str> {
+        self.label_starts.iter().find_map(|&start| {
+            let end = start + LABELS.len() + key.len();
+            let text = self.raw.get(start..=end)?;
+            (text.get(LABELS.len()..end - start) == Some(key) && text.ends_with('}'))
+                .then_some(text)
+        })
+    }
+
     /// Matches without substitution (for patterns without placeholders).
     pub(crate) fn matches_plain(&self, value: &str) -> bool {
         match &self.regex {
             Some(re) => re.is_match(value),
+            None if self.literal => self.raw == value,
             None => glob_match(&self.raw, value).unwrap_or(false),
         }
     }
@@ -98,7 +127,17 @@ impl Pattern {
         if !self.templated {
             return self.matches_plain(value);
         }
-        let text = substitute(&self.raw, vars);
+        let no_label_values = vars
+            .base
+            .iter()
+            .chain(vars.extra)
+            .all(|(k, _)| !k.starts_with(LABELS));
+        let text = if self.labels_only && no_label_values {
+            // the first, label-less attempt of a label pattern: nothing to replace
+            Cow::Borrowed(self.raw.as_str())
+        } else {
+            Cow::Owned(substitute(&self.raw, vars))
+        };
         // As in docker_auth, the kind is decided on the substituted text, except that a
         // pattern written as a glob stays a glob (a request value such as an account named
         // "/a/" must never turn a glob into a regex).
@@ -108,6 +147,9 @@ impl Pattern {
         }
     }
 }
+
+/// The start of a label placeholder, `${labels:KEY}`.
+const LABELS: &str = "${labels:";
 
 /// Regexes compiled after substitution, keyed by their text, so steady traffic does not
 /// recompile. Bounded (the core [`TtlCache`], entries without expiry). Failed compilations
@@ -180,6 +222,51 @@ mod tests {
                 .unwrap()
                 .is_templated()
         );
+    }
+
+    #[test]
+    fn label_placeholders_are_found_where_contains_finds_them() {
+        let raws = [
+            "${labels:team}/*",
+            "/^${labels:a}-${labels:ab}$/",
+            "${labels:a}b}/x",
+            "${labels:${labels:x}}",
+            "x${labels:é}y",
+            "no labels",
+            "${labels:}",
+        ];
+        let keys = ["team", "a", "ab", "a}b", "x", "${labels:x", "é", "", "tea"];
+        for raw in raws {
+            let p = Pattern::compile(raw).unwrap();
+            for key in keys {
+                let placeholder = format!("${{labels:{key}}}");
+                let expected = raw.contains(&placeholder).then_some(placeholder.as_str());
+                assert_eq!(p.label_placeholder(key), expected, "{raw:?} {key:?}");
+            }
+        }
+        // label-only patterns skip the first substitution: it must change nothing
+        let base = [
+            (Cow::Borrowed("${account}"), Cow::Borrowed("a")),
+            (Cow::Borrowed("${name}"), Cow::Borrowed("n")),
+            (Cow::Borrowed("${account:1}"), Cow::Borrowed("c")),
+        ];
+        for raw in raws
+            .iter()
+            .chain(&["${account}/${labels:x}", "$${labels:x}", "${name:1}"])
+        {
+            let p = Pattern::compile(raw).unwrap();
+            let unchanged = super::substitute(raw, Vars::new(&base)) == *raw;
+            assert!(!p.labels_only || unchanged, "{raw:?}");
+        }
+        assert!(Pattern::compile("${labels:team}/*").unwrap().labels_only);
+        assert!(
+            !Pattern::compile("${account}/${labels:x}")
+                .unwrap()
+                .labels_only
+        );
+        let literal = Pattern::compile("user1").unwrap();
+        assert!(literal.matches_plain("user1") && !literal.matches_plain("user10"));
+        assert!(Pattern::compile("a\\*").unwrap().matches_plain("a*"));
     }
 
     #[test]

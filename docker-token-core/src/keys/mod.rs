@@ -31,6 +31,7 @@ pub(crate) mod pem;
 pub(crate) mod public;
 mod set;
 mod signing;
+pub(crate) use signing::PrefixDigest;
 
 #[cfg(test)]
 pub(crate) mod tests;

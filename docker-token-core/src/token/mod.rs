@@ -24,7 +24,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 pub use response::{TokenResponse, rfc3339};
 
-use crate::keys::{KeyError, KeySet, KidStyle};
+use crate::keys::{KeyError, KeySet, KidStyle, PrefixDigest};
 use crate::scope::Scope;
 
 /// How far `nbf` is set before `iat`, so verifiers whose clock is slightly behind (and
@@ -108,6 +108,16 @@ pub struct TokenIssuer {
     kid_style: KidStyle,
     /// `b64url(header JSON)`, fixed for a key and kid style.
     header_b64: String,
+    /// The active key's hash state after `header_b64 "."` (EC keys).
+    header_digest: Option<PrefixDigest>,
+}
+
+/// The hash state of the signing input's fixed part, `b64(header) "."`.
+fn header_digest(keys: &KeySet, header_b64: &str) -> Option<PrefixDigest> {
+    let mut prefix = Vec::with_capacity(header_b64.len() + 1);
+    prefix.extend_from_slice(header_b64.as_bytes());
+    prefix.push(b'.');
+    keys.active().prefix_digest(&prefix)
 }
 
 impl TokenIssuer {
@@ -120,12 +130,14 @@ impl TokenIssuer {
         let expiration = Duration::from_secs(expiration.as_secs().max(1));
         let kid_style = KidStyle::default();
         let header_b64 = encode_header(&keys, kid_style);
+        let header_digest = header_digest(&keys, &header_b64);
         Self {
             issuer: issuer.into(),
             expiration,
             keys,
             kid_style,
             header_b64,
+            header_digest,
         }
     }
 
@@ -135,6 +147,7 @@ impl TokenIssuer {
     pub fn with_kid_style(mut self, kid_style: KidStyle) -> Self {
         self.kid_style = kid_style;
         self.header_b64 = encode_header(&self.keys, kid_style);
+        self.header_digest = header_digest(&self.keys, &self.header_b64);
         self
     }
 
@@ -211,7 +224,13 @@ impl TokenIssuer {
         token.push_str(&self.header_b64);
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&claims_json, &mut token);
-        let signature = key.sign(token.as_bytes())?;
+        let signature = match &self.header_digest {
+            Some(state) => {
+                let claims_b64 = token.get(self.header_b64.len() + 1..).unwrap_or_default();
+                key.sign_after(state, claims_b64.as_bytes())?
+            }
+            None => key.sign(token.as_bytes())?,
+        };
         token.push('.');
         URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
 

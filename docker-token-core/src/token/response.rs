@@ -144,12 +144,25 @@ pub fn rfc3339(time: SystemTime) -> String {
         .min(MAX_SECS);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    // written digit by digit: this runs on every token response, and `format!` costs
+    // several times the rest of the function
+    let mut out = *b"0000-00-00T00:00:00Z";
+    for (at, width, n) in [
+        (0, 4, year),
+        (5, 2, month),
+        (8, 2, day),
+        (11, 2, rem / 3600),
+        (14, 2, rem % 3600 / 60),
+        (17, 2, rem % 60),
+    ] {
+        let mut n = n;
+        for d in out.iter_mut().skip(at).take(width).rev() {
+            // n % 10 < 10
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    }
+    out.iter().map(|&b| char::from(b)).collect()
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); H. Hinnant's

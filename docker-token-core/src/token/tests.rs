@@ -82,6 +82,11 @@ fn round_trip_through_jsonwebtoken() {
         Algorithm::RS512,
     ] {
         let issuer = issuer(alg);
+        // EC keys sign from the header's precomputed hash state
+        assert_eq!(
+            issuer.header_digest.is_some(),
+            matches!(alg, Algorithm::ES256 | Algorithm::ES384)
+        );
         let issued = issuer.issue("alice", SERVICE, &pull_push()).unwrap();
         let data = decode_with_jsonwebtoken(&issuer, &issued.token, SERVICE);
         assert_eq!(data.header.alg, alg.to_jsonwebtoken());

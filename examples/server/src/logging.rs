@@ -238,6 +238,17 @@ impl<W: Write> Write for OneLineWriter<W> {
 /// encoded `C2 80`–`C2 9F`; U+2028/U+2029 are `E2 80 A8`/`E2 80 A9`.
 fn is_one_clean_line(buf: &[u8], ansi: bool) -> bool {
     let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    // the common case, printable ASCII and tabs: folded per 64-byte chunk without an early
+    // exit inside it, so that the compiler vectorises it
+    let plain = body.chunks(64).all(|chunk| {
+        chunk.iter().fold(true, |ok, &b| {
+            // 0x20..0x7f, as one comparison
+            ok & ((b.wrapping_sub(0x20) < 0x5f) | (b == b'\t'))
+        })
+    });
+    if plain {
+        return true;
+    }
     let mut prev = [0u8; 2];
     for &b in body {
         let bad = match b {

@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod config;
 mod listen;
+mod logfmt;
 mod logging;
 #[cfg(test)]
 mod proptests;

@@ -206,7 +206,8 @@ fn init_tracing() {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi);
+        .with_ansi(ansi)
+        .event_format(crate::logfmt::LineFormat::default());
     let _ = match crate::logging::BatchedStderr::new(ansi) {
         Some(w) => builder.with_writer(w).try_init(),
         None => builder
