@@ -157,6 +157,21 @@ impl CompiledEntry {
         })
     }
 
+    /// Whether the clause reads the client address.
+    pub(crate) fn uses_ip(&self) -> bool {
+        self.ip.is_some()
+    }
+
+    /// Whether the clause reads the identity's labels (a label condition or placeholder).
+    pub(crate) fn uses_labels(&self) -> bool {
+        !self.labels.is_empty()
+            || self
+                .fields
+                .iter()
+                .flatten()
+                .any(Pattern::is_label_templated)
+    }
+
     /// Whether the entry's clause matches the request.
     pub(crate) fn matches(&self, ctx: &RequestCtx<'_>, cache: &RegexCache) -> bool {
         if let Some(net) = &self.ip {

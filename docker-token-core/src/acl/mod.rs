@@ -75,6 +75,7 @@ mod re2;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -83,6 +84,7 @@ use serde::Deserialize;
 use self::entry::{Actions, CompiledEntry, RequestCtx};
 use self::pattern::RegexCache;
 use crate::authz::{Authorizer, AuthzOutcome, AuthzRequest, Grant, RuleRef};
+use crate::cache::TtlCache;
 use crate::error::{BackendError, ConfigError};
 
 /// One ACL rule as written in the configuration. Build one with [`AclEntry::new`] and set
@@ -178,7 +180,21 @@ struct Inner {
     /// Distinct untemplated regexes (see `entry::share_regex_results`).
     memo_slots: usize,
     cache: RegexCache,
+    /// The index of the first matching rule for a request's inputs (see
+    /// [`Acl::decision_key`]): the same account, labels, resource and service get the same
+    /// rule, and they repeat on every pull and push.
+    decisions: TtlCache<Box<[u8]>, Option<usize>>,
+    /// Some rule has an `ip` condition: the client address is an input.
+    uses_ip: bool,
+    /// Some rule reads labels: the labels are an input.
+    uses_labels: bool,
 }
+
+/// Requests whose inputs take more than this many bytes (many long labels) are evaluated
+/// without being remembered, so that the decisions' memory stays bounded.
+const MAX_DECISION_KEY: usize = 1024;
+/// Decisions remembered per ACL (about 100 bytes each).
+const DECISIONS: usize = 4096;
 
 impl fmt::Debug for Acl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -203,11 +219,16 @@ impl Acl {
             .map(|(i, e)| CompiledEntry::compile(i, e))
             .collect::<Result<Vec<_>, _>>()?;
         let memo_slots = entry::share_regex_results(&mut entries);
+        let uses_ip = entries.iter().any(CompiledEntry::uses_ip);
+        let uses_labels = entries.iter().any(CompiledEntry::uses_labels);
         Ok(Self {
             inner: Arc::new(Inner {
                 entries,
                 memo_slots,
                 cache: RegexCache::default(),
+                decisions: TtlCache::new(DECISIONS),
+                uses_ip,
+                uses_labels,
             }),
         })
     }
@@ -227,14 +248,21 @@ impl Acl {
     /// The decision of the first matching rule, or `None` when no rule matches.
     #[must_use]
     pub fn evaluate(&self, req: &AuthzRequest<'_>) -> Option<Grant> {
-        let ctx = RequestCtx::new(req, self.inner.memo_slots);
-        let cache = &self.inner.cache;
-        let (index, entry) = self
-            .inner
-            .entries
-            .iter()
-            .enumerate()
-            .find(|(_, e)| e.matches(&ctx, cache))?;
+        let key = self.decision_key(req);
+        let remembered = key.as_deref().and_then(|k| self.inner.decisions.get(k));
+        let index = match remembered {
+            Some(index) => index?,
+            None => {
+                let index = self.first_match(req);
+                if let Some(key) = key {
+                    self.inner
+                        .decisions
+                        .insert_unexpiring(key.into_boxed_slice(), index);
+                }
+                index?
+            }
+        };
+        let entry = self.inner.entries.get(index)?;
         let requested = req.scope.actions();
         let mut actions: Vec<String> = match &entry.actions {
             Actions::All => requested.to_vec(),
@@ -255,6 +283,75 @@ impl Acl {
             }),
             expiration: entry.expiration,
         })
+    }
+}
+
+impl Acl {
+    /// The index of the first rule whose clause matches.
+    fn first_match(&self, req: &AuthzRequest<'_>) -> Option<usize> {
+        let ctx = RequestCtx::new(req, self.inner.memo_slots);
+        let cache = &self.inner.cache;
+        self.inner
+            .entries
+            .iter()
+            .position(|e| e.matches(&ctx, cache))
+    }
+
+    /// Everything a rule's clause reads from the request, length-prefixed: account, type,
+    /// name, service, and when some rule reads them, the client address and the labels.
+    /// `None` when longer than [`MAX_DECISION_KEY`].
+    fn decision_key(&self, req: &AuthzRequest<'_>) -> Option<Vec<u8>> {
+        fn field(key: &mut Vec<u8>, bytes: &[u8]) {
+            key.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+            key.extend_from_slice(bytes);
+        }
+        let mut key = Vec::with_capacity(128);
+        for value in [
+            req.identity.account.as_str(),
+            req.scope.resource_type(),
+            req.scope.name(),
+            req.service,
+        ] {
+            field(&mut key, value.as_bytes());
+        }
+        if self.inner.uses_ip {
+            match req.client_ip.map(|ip| ip.to_canonical()) {
+                None => key.push(0),
+                Some(IpAddr::V4(v4)) => {
+                    key.push(4);
+                    key.extend_from_slice(&v4.octets());
+                }
+                Some(IpAddr::V6(v6)) => {
+                    key.push(6);
+                    key.extend_from_slice(&v6.octets());
+                }
+            }
+        }
+        if self.inner.uses_labels {
+            let labels = &req.identity.labels;
+            field(
+                &mut key,
+                &u32::try_from(labels.len())
+                    .unwrap_or(u32::MAX)
+                    .to_le_bytes(),
+            );
+            for (name, values) in labels {
+                field(&mut key, name.as_bytes());
+                field(
+                    &mut key,
+                    &u32::try_from(values.len())
+                        .unwrap_or(u32::MAX)
+                        .to_le_bytes(),
+                );
+                for v in values {
+                    field(&mut key, v.as_bytes());
+                }
+                if key.len() > MAX_DECISION_KEY {
+                    return None;
+                }
+            }
+        }
+        (key.len() <= MAX_DECISION_KEY).then_some(key)
     }
 }
 

@@ -564,3 +564,74 @@ fn a_label_condition_without_the_label_fails_before_substitution() {
         Some(1)
     );
 }
+
+#[test]
+fn remembered_decisions_follow_every_input() {
+    let acl = from_json(serde_json::json!([
+        {"match": {"account": "/.+/", "name": "${labels:team}/*"}, "actions": ["*"]},
+        {"match": {"ip": "10.0.0.0/8", "name": "internal/*"}, "actions": ["pull"]},
+        {"match": {"account": "/.+/", "service": "other", "labels": {"tier": "gold"}}, "actions": ["pull"]},
+        {"match": {"account": "alice", "type": "registry"}, "actions": ["*"]}
+    ]))
+    .unwrap();
+    let r =
+        |name: &str| Req::new("alice", "repository", name, "registry").actions(&["pull", "push"]);
+    let team = |t: &str| r("demo/app").labels(&[("team", &[t])]);
+    let cases: Vec<(Req, Option<usize>)> = vec![
+        (team("demo"), Some(0)),
+        (team("other"), None),
+        (team("demo"), Some(0)),
+        (r("internal/x").ip("10.1.2.3"), Some(1)),
+        (r("internal/x").ip("192.168.1.1"), None),
+        (r("internal/x"), None),
+        (r("internal/x").ip("::ffff:10.9.9.9"), Some(1)),
+        (
+            Req::new("alice", "repository", "x/y", "other").labels(&[("tier", &["gold"])]),
+            Some(2),
+        ),
+        (
+            Req::new("alice", "repository", "x/y", "other").labels(&[("tier", &["lead"])]),
+            None,
+        ),
+        (
+            Req::new("alice", "registry", "catalog", "registry"),
+            Some(3),
+        ),
+        (Req::new("bob", "registry", "catalog", "registry"), None),
+        (Req::new("alice", "repository", "catalog", "registry"), None),
+    ];
+    // twice: the second round answers from remembered decisions
+    for round in 0..2 {
+        for (req, rule) in &cases {
+            let grant = eval(&acl, req);
+            assert_eq!(
+                grant
+                    .as_ref()
+                    .and_then(|g| g.rule.as_ref())
+                    .map(|r| r.index),
+                *rule,
+                "round {round}: {req:?}"
+            );
+            if let Some(g) = grant {
+                // the actions still come from this request
+                let expected = if *rule == Some(1) || *rule == Some(2) {
+                    vec!["pull".to_owned()]
+                } else {
+                    req.actions.clone()
+                };
+                assert_eq!(g.actions, expected, "{req:?}");
+            }
+        }
+    }
+    assert!(acl.inner.decisions.len() >= 10, "decisions are remembered");
+    // inputs too long to remember are still decided
+    let many: Vec<String> = (0..200).map(|i| format!("team-{i:04}")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    let long = r("team-0199/app").labels(&[("team", &refs)]);
+    let before = acl.inner.decisions.len();
+    assert_eq!(
+        eval(&acl, &long).and_then(|g| g.rule).map(|r| r.index),
+        Some(0)
+    );
+    assert_eq!(acl.inner.decisions.len(), before, "not remembered");
+}
