@@ -54,15 +54,36 @@ fn bench_acl(c: &mut Criterion) {
     let identity =
         Identity::new("alice").with_labels([("team".to_owned(), vec!["demo".to_owned()])].into());
     let scope = Scope::new("repository", "demo/app", ["pull", "push"]);
+    // more distinct resources than the ACL remembers decisions for: each one is evaluated
+    let fresh: Vec<Scope> = (0..10_000)
+        .map(|i| Scope::new("repository", format!("demo/app-{i}"), ["pull", "push"]))
+        .collect();
     for n in [10, 1000] {
         let acl = acl(n);
-        g.bench_function(format!("{n} rules"), |b| {
+        g.bench_function(
+            format!("{n} rules, the same request (decision remembered)"),
+            |b| {
+                b.iter(|| {
+                    let req = AuthzRequest {
+                        identity: &identity,
+                        service: "registry",
+                        client_ip: None,
+                        scope: &scope,
+                    };
+                    let grant = acl.evaluate(black_box(&req)).expect("match");
+                    assert_eq!(grant.actions.len(), 2);
+                    grant
+                })
+            },
+        );
+        let mut next = fresh.iter().cycle();
+        g.bench_function(format!("{n} rules, a new resource each time"), |b| {
             b.iter(|| {
                 let req = AuthzRequest {
                     identity: &identity,
                     service: "registry",
                     client_ip: None,
-                    scope: &scope,
+                    scope: next.next().expect("cycle"),
                 };
                 let grant = acl.evaluate(black_box(&req)).expect("match");
                 assert_eq!(grant.actions.len(), 2);
