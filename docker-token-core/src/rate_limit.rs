@@ -308,17 +308,24 @@ impl FailedLoginLimiter {
 }
 
 fn write_ip(h: &mut impl Hasher, ip: Option<IpAddr>) {
-    match ip {
-        None => h.write_u8(0),
-        Some(IpAddr::V4(v4)) => {
-            h.write_u8(4);
-            h.write(&v4.octets());
-        }
-        Some(IpAddr::V6(v6)) => {
-            h.write_u8(6);
-            h.write(&v6.octets());
-        }
+    let (bytes, len) = ip_bytes(ip);
+    h.write(bytes.get(..len).unwrap_or_default());
+}
+
+/// `ip` for a key: a tag byte (0 none, 4 or 6) and the octets; the bytes and how many of
+/// them count.
+pub(crate) fn ip_bytes(ip: Option<IpAddr>) -> ([u8; 17], usize) {
+    let mut out = [0u8; 17];
+    let (tag, octets): (u8, &[u8]) = match &ip {
+        None => (0, &[]),
+        Some(IpAddr::V4(v4)) => (4, &v4.octets()),
+        Some(IpAddr::V6(v6)) => (6, &v6.octets()),
+    };
+    out[0] = tag;
+    for (o, b) in out.iter_mut().skip(1).zip(octets) {
+        *o = *b;
     }
+    (out, 1 + octets.len())
 }
 
 /// The keys are already keyed SipHash outputs: hashing them again buys nothing.

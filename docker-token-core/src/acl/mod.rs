@@ -75,7 +75,6 @@ mod re2;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -315,17 +314,9 @@ impl Acl {
             field(&mut key, value.as_bytes());
         }
         if self.inner.uses_ip {
-            match req.client_ip.map(|ip| ip.to_canonical()) {
-                None => key.push(0),
-                Some(IpAddr::V4(v4)) => {
-                    key.push(4);
-                    key.extend_from_slice(&v4.octets());
-                }
-                Some(IpAddr::V6(v6)) => {
-                    key.push(6);
-                    key.extend_from_slice(&v6.octets());
-                }
-            }
+            let (bytes, len) =
+                crate::rate_limit::ip_bytes(req.client_ip.map(|ip| ip.to_canonical()));
+            key.extend_from_slice(bytes.get(..len).unwrap_or_default());
         }
         if self.inner.uses_labels {
             let labels = &req.identity.labels;
