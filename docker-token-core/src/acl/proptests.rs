@@ -138,3 +138,82 @@ proptest! {
         }
     }
 }
+
+/// One request of [`remembered_decisions_equal_fresh_ones`], from small alphabets so that
+/// the same inputs come back and near-identical ones differ in a single field.
+#[derive(Clone, Debug)]
+struct Probe {
+    account: &'static str,
+    ty: &'static str,
+    name: &'static str,
+    service: &'static str,
+    ip: Option<std::net::IpAddr>,
+    teams: Vec<&'static str>,
+    tier: Option<&'static str>,
+}
+
+fn probe() -> impl Strategy<Value = Probe> {
+    (
+        prop::sample::select(vec!["alice", "bob", "a.b", "svc-1", ""]),
+        prop::sample::select(vec!["repository", "registry"]),
+        prop::sample::select(vec![
+            "alice/x", "bob/x", "a.b/x", "dev/x", "ops/y", "x", "catalog",
+        ]),
+        prop::sample::select(vec!["registry", "other"]),
+        prop::sample::select(vec![
+            None,
+            Some("10.0.0.1"),
+            Some("192.168.0.1"),
+            Some("::ffff:10.0.0.2"),
+        ]),
+        prop::sample::subsequence(vec!["dev", "ops"], 0..=2),
+        prop::sample::select(vec![None, Some("gold"), Some("lead")]),
+    )
+        .prop_map(|(account, ty, name, service, ip, teams, tier)| Probe {
+            account,
+            ty,
+            name,
+            service,
+            ip: ip.and_then(|s| s.parse().ok()),
+            teams,
+            tier,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..config() })]
+
+    #[test]
+    fn remembered_decisions_equal_fresh_ones(probes in prop::collection::vec(probe(), 1..40)) {
+        let rules: Vec<super::AclEntry> = serde_json::from_value(serde_json::json!([
+            {"match": {"account": "/^svc-[0-9]+$/", "type": "registry"}, "actions": ["pull"]},
+            {"match": {"account": "/.+/", "name": "${account}/*"}, "actions": ["*"]},
+            {"match": {"name": "${labels:team}/*", "service": "registry"}, "actions": ["pull"]},
+            {"match": {"ip": "10.0.0.0/8", "name": "x"}, "actions": ["pull"]},
+            {"match": {"account": "/^(a)\\.b$/", "name": "${account:1}*"}, "actions": ["push"]},
+            {"match": {"labels": {"tier": "gold"}, "service": "other"}, "actions": ["*"]},
+            {"match": {"account": "", "name": "catalog"}, "actions": []},
+        ]))
+        .unwrap();
+        let acl = super::Acl::new(rules).unwrap();
+        for p in &probes {
+            let mut labels = crate::identity::Labels::new();
+            if !p.teams.is_empty() {
+                labels.insert("team".to_owned(), p.teams.iter().map(|t| (*t).to_owned()).collect());
+            }
+            if let Some(tier) = p.tier {
+                labels.insert("tier".to_owned(), vec![tier.to_owned()]);
+            }
+            let identity = crate::identity::Identity::new(p.account).with_labels(labels);
+            let scope = crate::scope::Scope::new(p.ty, p.name, ["pull", "push"]);
+            let req = crate::authz::AuthzRequest {
+                identity: &identity,
+                service: p.service,
+                client_ip: p.ip,
+                scope: &scope,
+            };
+            let remembered = acl.evaluate(&req).and_then(|g| g.rule).map(|r| r.index);
+            prop_assert_eq!(remembered, acl.first_match(&req), "{:?}", p);
+        }
+    }
+}
