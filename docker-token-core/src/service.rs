@@ -107,7 +107,9 @@ impl TokenServiceBuilder {
 
     /// Limits failed logins (see [`rate_limit`](crate::rate_limit)): while a (account,
     /// client IP) pair or a client IP is limited, requests with credentials are answered
-    /// [`Error::RateLimited`] (429) without running the authenticators. Pass a clone of the
+    /// [`Error::RateLimited`] (429) without running the authenticators. A refused refresh
+    /// token counts as a failed login of the account `""` from its client IP, and refresh
+    /// grants from a limited address are answered 429 before the store is asked. Pass a clone of the
     /// running service's limiter to a rebuilt service to keep the counts across a reload.
     /// Off unless set; a limiter built from a disabled configuration is ignored.
     #[must_use]
@@ -442,7 +444,31 @@ impl TokenService {
         let Some(refresh) = &self.inner.refresh else {
             return Err(Error::UnsupportedGrantType("refresh_token".to_owned()));
         };
+        // A refused refresh token is a failed login like a wrong password: it counts against
+        // the client address (the pair's account is "", the account being unknown until the
+        // token is found), and a limited address is refused before the store is asked.
+        let limiter = self.inner.limiter.as_ref();
+        if let Some(limiter) = limiter
+            && let Err(limited) = limiter.check("", request.client_ip)
+        {
+            crate::metrics::rate_limited(limited.kind.as_str());
+            tracing::warn!(
+                target: "docker_token::audit",
+                grant = "refresh_token",
+                client_ip = %OptIp(request.client_ip),
+                limit = limited.kind.as_str(),
+                retry_after_s = limited.retry_after.as_secs_f64().ceil(),
+                "refresh grant rate-limited"
+            );
+            return Err(Error::RateLimited {
+                retry_after: limited.retry_after,
+            });
+        }
         let refused = |id: &str, reason: &'static str| {
+            if let Some(limiter) = limiter {
+                limiter.record_failure("", request.client_ip);
+                crate::metrics::failed_login();
+            }
             tracing::warn!(
                 refresh_id = id,
                 service = %request.service,

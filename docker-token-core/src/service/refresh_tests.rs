@@ -70,6 +70,14 @@ struct Setup {
 }
 
 fn setup(policy: RefreshPolicy, by_action: &[(&str, u64)]) -> Setup {
+    setup_with(policy, by_action, None)
+}
+
+fn setup_with(
+    policy: RefreshPolicy,
+    by_action: &[(&str, u64)],
+    limiter: Option<FailedLoginLimiter>,
+) -> Setup {
     let users = Arc::new(Users::default());
     users.set("alice", "dev");
     let store = Arc::new(InMemoryRefreshTokenStore::new());
@@ -88,8 +96,12 @@ fn setup(policy: RefreshPolicy, by_action: &[(&str, u64)]) -> Setup {
                 .map(|(a, s)| ((*a).to_owned(), Duration::from_secs(*s)))
                 .collect(),
         )
-        .refresh_tokens(RefreshTokens::new(store.clone(), policy))
-        .build();
+        .refresh_tokens(RefreshTokens::new(store.clone(), policy));
+    let service = match limiter {
+        Some(l) => service.failed_login_limiter(l),
+        None => service,
+    }
+    .build();
     Setup {
         service,
         users,
@@ -517,4 +529,39 @@ async fn an_unreachable_store_is_503_not_401() {
     assert_eq!(err.status(), 503);
     // without offline_token the store is not needed
     get(&s, "service=reg", "alice").await.unwrap();
+}
+
+#[tokio::test]
+async fn refused_refresh_tokens_count_as_failed_logins() {
+    let limiter = FailedLoginLimiter::new(crate::RateLimitConfig {
+        burst: 3,
+        ..crate::RateLimitConfig::default()
+    })
+    .unwrap();
+    let s = setup_with(RefreshPolicy::default(), &[], Some(limiter)).service;
+    let good = login(&s, "alice").await;
+    let from = |rt: &str, ip: [u8; 4]| {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", rt)
+            .append_pair("service", "reg")
+            .append_pair("client_id", "docker")
+            .finish();
+        TokenRequest::from_form(body.as_bytes(), None, Some(IpAddr::from(ip))).unwrap()
+    };
+    let guesser = [198, 51, 100, 7];
+    for i in 0..3 {
+        let e = s
+            .issue(&from(&format!("guess-{i}"), guesser))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidGrant(_)), "{e:?}");
+    }
+    // the address is now limited, even with a good token: a limited guess learns nothing
+    let e = s.issue(&from("guess-3", guesser)).await.unwrap_err();
+    assert!(matches!(e, Error::RateLimited { .. }), "{e:?}");
+    let e = s.issue(&from(&good, guesser)).await.unwrap_err();
+    assert!(matches!(e, Error::RateLimited { .. }), "{e:?}");
+    // another address still refreshes
+    assert!(s.issue(&from(&good, [198, 51, 100, 8])).await.is_ok());
 }
