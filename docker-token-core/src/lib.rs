@@ -20,6 +20,7 @@ mod error;
 mod identity;
 pub mod keys;
 pub mod metrics;
+mod one_line;
 pub mod rate_limit;
 pub mod refresh;
 pub mod request;
@@ -51,6 +52,7 @@ pub use identity::{Identity, Labels};
 #[cfg_attr(docsrs, doc(cfg(feature = "generate")))]
 pub use keys::GeneratedKey;
 pub use keys::{Algorithm, KeyError, KeySet, KidStyle, SigningKey, VerifyingKey};
+pub use one_line::OneLine;
 pub use rate_limit::{FailedLoginLimiter, RateLimitConfig};
 pub use scope::{Scope, ScopeError};
 pub use secret::Password;

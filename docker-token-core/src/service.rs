@@ -11,6 +11,7 @@ use crate::authn::{AuthenticatorChain, AuthnOutcome, LookupOutcome};
 use crate::authz::{AuthorizerChain, AuthzRequest, RuleRef};
 use crate::error::{BackendError, Error};
 use crate::identity::Identity;
+use crate::one_line::OneLine;
 use crate::rate_limit::FailedLoginLimiter;
 use crate::refresh::{
     MAX_REFRESH_TOKEN_LEN, RefreshRecord, RefreshTokens, new_refresh_token, refresh_token_id,
@@ -285,7 +286,7 @@ impl TokenService {
                     crate::metrics::failed_login();
                 }
                 tracing::warn!(
-                    account = %login.account,
+                    account = %OneLine(&login.account),
                     client_ip = %OptIp(request.client_ip),
                     rejected_by = by.unwrap_or("none"),
                     "authentication failed"
@@ -345,9 +346,9 @@ impl TokenService {
         let jti = issued.jti.clone();
         tracing::info!(
             target: "docker_token::audit",
-            account = %identity.account,
+            account = %OneLine(&identity.account),
             authenticator = authenticator.as_deref().unwrap_or(""),
-            service = %request.service,
+            service = %OneLine(&request.service),
             client_ip = %OptIp(request.client_ip),
             grant = grant_name(&request.grant),
             requested = %DisplayScopes(&request.scopes),
@@ -402,7 +403,7 @@ impl TokenService {
         let ok = matches!(outcome, LookupOutcome::Found(_)) && found_by == Some(by);
         if !ok {
             tracing::info!(
-                account = %account,
+                account = %OneLine(account),
                 authenticator = by,
                 "no refresh token: this backend cannot look the user up again"
             );
@@ -471,7 +472,7 @@ impl TokenService {
             }
             tracing::warn!(
                 refresh_id = id,
-                service = %request.service,
+                service = %OneLine(&request.service),
                 client_id = ?request.client_id,
                 client_ip = %OptIp(request.client_ip),
                 reason,
@@ -659,7 +660,7 @@ impl TokenService {
                 tracing::error!(backend = e.backend(), error = %crate::display_chain(e), "authorization backend failed");
             })?;
             tracing::debug!(
-                account = %identity.account,
+                account = %OneLine(&identity.account),
                 scope = %scope,
                 granted = ?d.granted,
                 authorizer = ?d.authorizer,

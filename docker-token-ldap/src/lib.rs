@@ -79,7 +79,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use docker_token_core::{
     Authenticator, AuthnOutcome, BackendError, CachedAuthenticator, ConfigError, Identity,
-    LoginAttempt, LookupOutcome, Password,
+    LoginAttempt, LookupOutcome, OneLine, Password,
 };
 use ldap3::Scope;
 
@@ -316,11 +316,11 @@ impl LdapCore {
     ) -> Result<AuthnOutcome, BackendError> {
         let account = &login.account;
         let Some((dn, attrs)) = self.find_user(base, filter, account).await? else {
-            tracing::debug!(account = %account, "LDAP: no such user");
+            tracing::debug!(account = %OneLine(account), "LDAP: no such user");
             return Ok(AuthnOutcome::NotApplicable);
         };
         if !self.bind_user(&dn, &login.password).await? {
-            tracing::info!(account = %account, dn = %dn, "LDAP: wrong password");
+            tracing::info!(account = %OneLine(account), dn = %OneLine(&dn), "LDAP: wrong password");
             return Ok(AuthnOutcome::Rejected);
         }
         Ok(AuthnOutcome::Authenticated(
@@ -387,7 +387,7 @@ impl LdapCore {
         let (mut conn, rc) = bind_on(&self.binds, &dn, &login.password).await?;
         if !bind_outcome(rc)? {
             conn.release();
-            tracing::info!(account = %account, "LDAP: direct bind refused");
+            tracing::info!(account = %OneLine(account), "LDAP: direct bind refused");
             return Ok(AuthnOutcome::Rejected);
         }
         // read the user's entry as the user: by filter, or the bound entry itself

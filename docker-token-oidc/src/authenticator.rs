@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use docker_token_core::cache::{Keep, SecretKeyer, TAG_LEN, TtlCache};
 use docker_token_core::{
-    Authenticator, AuthnOutcome, BackendError, ConfigError, Identity, LoginAttempt,
+    Authenticator, AuthnOutcome, BackendError, ConfigError, Identity, LoginAttempt, OneLine,
 };
 use serde_json::{Map, Value};
 
@@ -196,7 +196,7 @@ impl OidcTokenAuthenticator {
                 match self.jwt.verify(token, jwks, &self.http).await {
                     Ok(claims) => claims,
                     Err(JwtError::Invalid(why)) => {
-                        tracing::info!(backend = %self.name, user = %account, reason = %why, "JWT access token rejected");
+                        tracing::info!(backend = %self.name, user = %OneLine(account), reason = %why, "JWT access token rejected");
                         return Ok((AuthnOutcome::Rejected, negative));
                     }
                     Err(JwtError::Keys(e)) => {
@@ -314,18 +314,18 @@ impl OidcTokenAuthenticator {
                     self.cache_ttl
                         .min(Duration::from_secs(e.saturating_sub(now)))
                 });
-                tracing::debug!(backend = %self.name, user = %account, "access token accepted");
+                tracing::debug!(backend = %self.name, user = %OneLine(account), "access token accepted");
                 (
                     AuthnOutcome::Authenticated(Identity::new(account).with_labels(labels)),
                     ttl,
                 )
             }
             ClaimsVerdict::OtherUser(owner) => {
-                tracing::info!(backend = %self.name, user = %account, token_user = %owner, "access token belongs to another user");
+                tracing::info!(backend = %self.name, user = %OneLine(account), token_user = %OneLine(&owner), "access token belongs to another user");
                 (AuthnOutcome::Rejected, negative)
             }
             ClaimsVerdict::NoUser => {
-                tracing::info!(backend = %self.name, user = %account, claim = %self.rules.user_claim, "access token names no user");
+                tracing::info!(backend = %self.name, user = %OneLine(account), claim = %self.rules.user_claim, "access token names no user");
                 (AuthnOutcome::Rejected, negative)
             }
         }

@@ -19,7 +19,7 @@ use aws_lc_rs::digest;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use docker_token_core::credential_store::unix_seconds;
-use docker_token_core::{ConfigError, CredentialStore, StoredCredential};
+use docker_token_core::{ConfigError, CredentialStore, OneLine, StoredCredential};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 pub use authenticator::OidcLoginAuthenticator;
@@ -358,7 +358,7 @@ impl OidcLogin {
                 "The credential store is unavailable; try again later.",
             );
         }
-        tracing::info!(account = %user, "OIDC login: docker password issued");
+        tracing::info!(account = %OneLine(&user), "OIDC login: docker password issued");
         page::password(
             &user,
             &password,
@@ -404,12 +404,12 @@ impl OidcLogin {
             .await
             .unwrap_or(false);
         if !ok {
-            tracing::info!(account = %user, "OIDC sign-out refused: wrong password");
+            tracing::info!(account = %OneLine(&user), "OIDC sign-out refused: wrong password");
             return unauthorized();
         }
         match store.delete(&user).await {
             Ok(_) => {
-                tracing::info!(account = %user, "OIDC sign-out: docker password deleted");
+                tracing::info!(account = %OneLine(&user), "OIDC sign-out: docker password deleted");
                 page::message(
                     StatusCode::OK,
                     "Signed out",
