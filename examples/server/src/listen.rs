@@ -1,5 +1,6 @@
-//! The plain-HTTP accept loop: HTTP/1.1 and h2c like `axum::serve`, plus what it lacks
-//! against slow and idle clients.
+//! The accept loop, plain or TLS (`server.certificate`/`key`): HTTP/1.1 and HTTP/2 like
+//! `axum::serve`, plus what it lacks against slow and idle clients. Both paths share every
+//! limit below; over TLS the handshake must also finish within the header read timeout.
 //!
 //! - **Header read timeout** (`server.header_read_timeout`, default 10 s): a connection must
 //!   deliver a complete request head within it — the first request (this also bounds a client
@@ -13,6 +14,8 @@
 //! - At start the soft open-file limit is raised to the hard limit (as Go programs such as
 //!   docker_auth do), so thousands of idle connections cost memory, not service.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,9 +24,10 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 /// The default `server.header_read_timeout`.
 pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -69,12 +73,13 @@ pub(crate) fn default_max_connections(fd_limit: Option<u64>) -> usize {
     }
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then finishes in-flight requests
-/// (at most [`SHUTDOWN_GRACE`]).
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `shutdown` completes, then
+/// finishes in-flight requests (at most [`SHUTDOWN_GRACE`]).
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -119,9 +124,65 @@ pub(crate) async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            builder: builder.clone(),
+            app: app.clone(),
+            peer,
+            timeout: limits.header_read_timeout,
+            watcher: graceful.watcher(),
+        };
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            // the slot is held until the connection ends, TLS handshake included
+            let _permit = permit;
+            match tls {
+                None => conn.run(stream).await,
+                Some(acceptor) => {
+                    // a client that connects and never finishes the handshake gets the same
+                    // time as one that never sends a request head
+                    match tokio::time::timeout(conn.timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => conn.run(stream).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
+            tracing::warn!("in-flight requests did not finish in time; exiting");
+        }
+    }
+}
+
+/// One accepted connection, served over a plain or TLS stream.
+struct Conn {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    app: Router,
+    peer: SocketAddr,
+    timeout: Duration,
+    watcher: Watcher,
+}
+
+impl Conn {
+    async fn run<S>(self, stream: S)
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            builder,
+            app,
+            peer,
+            timeout,
+            watcher,
+        } = self;
         let first_request = Arc::new(Notify::new());
         let service = {
-            let app = app.clone();
             let first_request = first_request.clone();
             hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
                 first_request.notify_one();
@@ -133,31 +194,43 @@ pub(crate) async fn serve(
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        let conn = graceful.watch(conn);
-        let timeout = limits.header_read_timeout;
-        tokio::spawn(async move {
-            let _permit = permit;
-            let mut conn = std::pin::pin!(conn);
-            // The first request head must arrive in time (hyper's own timeout only starts
-            // once it knows the protocol, i.e. after the first bytes).
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                () = first_request.notified() => {}
-                () = tokio::time::sleep(timeout) => {
-                    tracing::debug!(%peer, "closing a connection that sent no request in time");
-                    return;
-                }
+        let mut conn = std::pin::pin!(watcher.watch(conn));
+        // The first request head must arrive in time (hyper's own timeout only starts once it
+        // knows the protocol, i.e. after the first bytes).
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = first_request.notified() => {}
+            () = tokio::time::sleep(timeout) => {
+                tracing::debug!(%peer, "closing a connection that sent no request in time");
+                return;
             }
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(SHUTDOWN_GRACE) => {
-            tracing::warn!("in-flight requests did not finish in time; exiting");
+        }
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     }
+}
+
+/// The TLS acceptor for `server.certificate` and `server.key` (PEM; the certificate file may
+/// hold the chain), offering HTTP/2 and HTTP/1.1.
+pub(crate) fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("server.certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "server.certificate {}: no certificate in the file",
+            cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("server.key {}: {e}", key.display()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("server.certificate/key: {e}"))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }

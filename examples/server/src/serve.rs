@@ -2,7 +2,6 @@
 //! SIGTERM/SIGINT, finishing in-flight requests. SIGHUP re-reads the configuration file.
 //! With `server.metrics`, a Prometheus recorder is installed and `/metrics` is served.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -286,7 +285,13 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
     let local = std_listener
         .local_addr()
         .map_err(|e| LoadError(e.to_string()))?;
-    let tls = server.certificate.as_deref().zip(server.key.as_deref());
+    let tls = server
+        .certificate
+        .as_deref()
+        .zip(server.key.as_deref())
+        .map(|(cert, key)| listen::tls_acceptor(cert, key))
+        .transpose()
+        .map_err(LoadError)?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     if let Some(q) = &quick {
         quickstart::print_banner(q, local, &loaded);
@@ -304,20 +309,15 @@ async fn run(args: ServeArgs) -> Result<(), LoadError> {
             .unwrap_or_else(|| listen::default_max_connections(fd_limit)),
     };
     tracing::debug!(?fd_limit, ?limits, "connection limits");
-    match tls {
-        Some((cert, key)) => serve_tls(std_listener, cert, key, app, limits).await,
-        None => {
-            if !local.ip().is_loopback() {
-                tracing::warn!(
-                    "serving plain HTTP on a non-loopback address: put TLS in front, or set server.certificate/key"
-                );
-            }
-            let listener = tokio::net::TcpListener::from_std(std_listener)
-                .map_err(|e| LoadError(e.to_string()))?;
-            listen::serve(listener, app, limits, shutdown_signal()).await;
-            Ok(())
-        }
+    if tls.is_none() && !local.ip().is_loopback() {
+        tracing::warn!(
+            "serving plain HTTP on a non-loopback address: put TLS in front, or set server.certificate/key"
+        );
     }
+    let listener =
+        tokio::net::TcpListener::from_std(std_listener).map_err(|e| LoadError(e.to_string()))?;
+    listen::serve(listener, app, limits, tls, shutdown_signal()).await;
+    Ok(())
 }
 
 /// Starts the separate metrics listener (`server.metrics.addr`).
@@ -375,38 +375,6 @@ struct Reloadable {
     service: ServiceHandle,
     login: OidcLoginHandle,
     sweeper: Sweeper,
-}
-
-async fn serve_tls(
-    listener: std::net::TcpListener,
-    cert: &Path,
-    key: &Path,
-    app: Router,
-    limits: listen::ConnLimits,
-) -> Result<(), LoadError> {
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-        .await
-        .map_err(|e| LoadError(format!("server.certificate/key: {e}")))?;
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        h.graceful_shutdown(Some(Duration::from_secs(10)));
-    });
-    let mut server = axum_server::from_tcp_rustls(listener, config);
-    // TLS handshakes time out on their own (axum-server: 10 s); request heads and idle
-    // keep-alive connections here. (No connection limit on this path.)
-    server
-        .http_builder()
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(listen::MAX_HEAD_BYTES);
-    server
-        .handle(handle)
-        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-        .await
-        .map_err(|e| LoadError(format!("server error: {e}")))
 }
 
 async fn serve_unix(path: &str, app: Router) -> Result<(), LoadError> {

@@ -437,6 +437,69 @@ acl:
     );
 }
 
+/// Over TLS the connection limit and the header read timeout hold as over plain HTTP: idle
+/// clients that never start the handshake take the slots until the timeout cuts them, then
+/// the waiting client is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_connections_are_limited_and_idle_handshakes_cut() {
+    use std::io::Read as _;
+    let dir = workdir();
+    let keys = common::gen_key(dir.path());
+    let yaml = format!(
+        "server:\n  addr: \"127.0.0.1:0\"\n  certificate: \"{cert}\"\n  key: \"{key}\"\n  \
+         header_read_timeout: 5\n  max_connections: 3\ntoken:\n  issuer: i\n  expiration: 60\n\
+         users:\n  \"\": {{}}\nacl:\n  - {{match: {{account: \"\"}}, actions: [pull]}}\n",
+        cert = keys.join("token.crt").display(),
+        key = keys.join("token.key").display(),
+    );
+    let cfg = dir.path().join("tls.yml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let mut cmd = Command::new(SERVER);
+    cmd.args(["serve", "--config"]).arg(&cfg);
+    let mut server = Process::spawn("docker-token-server", cmd);
+    let url = server
+        .wait_for_line("listening on https://", T)
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .to_owned();
+    let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+    let client = |timeout: Duration| {
+        reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .timeout(timeout)
+            .build()
+            .unwrap()
+    };
+    let healthz = format!("{url}/healthz");
+    assert_eq!(client(T).get(&healthz).send().await.unwrap().status(), 200);
+    // three connections that never send a byte fill the three slots
+    let idle: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let blocked = client(Duration::from_secs(1)).get(&healthz).send().await;
+    assert!(
+        blocked.is_err(),
+        "a fourth client is served while three idle ones hold the slots: {blocked:?}"
+    );
+    // the idle ones are cut after the header read timeout, then the waiting client is served
+    let served = client(Duration::from_secs(30)).get(&healthz).send().await;
+    assert_eq!(
+        served.map(|r| r.status()).ok(),
+        Some(reqwest::StatusCode::OK)
+    );
+    for mut c in idle {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut b = [0u8; 1];
+        assert!(
+            matches!(c.read(&mut b), Ok(0) | Err(_)),
+            "an idle connection that never started TLS is closed"
+        );
+    }
+    let output = server.output();
+    assert!(!output.contains("panicked"), "{output}");
+}
+
 #[test]
 fn oidc_token_dbs_other_than_level_and_redis_are_named() {
     let oidc = "oidc_auth:\n  issuer: https://idp.example.org\n  redirect_url: https://auth.example.org/oidc_auth\n  client_id: c\n  client_secret: s\n";
