@@ -30,6 +30,7 @@ mod oidc;
 pub mod resource;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -74,8 +75,20 @@ pub struct TokenRouter {
     body_timeout: Duration,
 }
 
+/// What every handler needs; axum clones the state for each request, so it is one `Arc`.
 #[derive(Clone, Debug)]
-struct AppState {
+struct AppState(Arc<AppStateInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+struct AppStateInner {
     service: ServiceHandle,
     client_ip: ClientIpConfig,
     body_limit: usize,
@@ -161,14 +174,14 @@ impl TokenRouter {
     /// Builds the router. Serve it with [`serve_with_connect_info`] so that the peer
     /// address is known.
     pub fn build(self) -> Router {
-        let state = AppState {
+        let state = AppState(Arc::new(AppStateInner {
             service: self.service,
             client_ip: self.client_ip,
             body_limit: self.body_limit,
             query_limit: self.query_limit,
             jwks_cache_control: self.jwks_cache_control,
             body_timeout: self.body_timeout,
-        };
+        }));
         let token: MethodRouter<AppState> = get(token_endpoint).post(token_endpoint);
         let p = &self.prefix;
         let tp = self.token_path.trim_end_matches('/');
@@ -340,7 +353,7 @@ async fn jwks(State(state): State<AppState>) -> Response {
         state.service.current().jwks().to_string().into_bytes(),
     );
     let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, state.jwks_cache_control);
+    headers.insert(header::CACHE_CONTROL, state.jwks_cache_control.clone());
     headers.remove(header::PRAGMA);
     response
 }
