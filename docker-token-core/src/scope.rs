@@ -204,6 +204,10 @@ pub(crate) fn write_joined(f: &mut fmt::Formatter<'_>, items: &[String]) -> fmt:
 /// A scope's resource: (type, class, name).
 type ResourceKey = (String, Option<String>, String);
 
+fn resource_key(s: &Scope) -> ResourceKey {
+    (s.resource_type.clone(), s.class.clone(), s.name.clone())
+}
+
 /// Up to this many distinct scopes, [`parse_scopes`] finds repeats by comparing.
 const LINEAR_SCOPES: usize = 8;
 
@@ -241,13 +245,7 @@ where
         for item in value.as_ref().split_ascii_whitespace() {
             let scope = Scope::parse(item)?;
             let found = match &index {
-                Some(index) => index
-                    .get(&(
-                        scope.resource_type.clone(),
-                        scope.class.clone(),
-                        scope.name.clone(),
-                    ))
-                    .copied(),
+                Some(index) => index.get(&resource_key(&scope)).copied(),
                 None => scopes.iter().position(|s| s.same_resource(&scope)),
             };
             if let Some(existing) = found.and_then(|i| scopes.get_mut(i)) {
@@ -259,14 +257,7 @@ where
                 });
             } else {
                 if let Some(index) = &mut index {
-                    index.insert(
-                        (
-                            scope.resource_type.clone(),
-                            scope.class.clone(),
-                            scope.name.clone(),
-                        ),
-                        scopes.len(),
-                    );
+                    index.insert(resource_key(&scope), scopes.len());
                 }
                 scopes.push(scope);
                 if index.is_none() && scopes.len() >= LINEAR_SCOPES {
@@ -274,12 +265,7 @@ where
                         scopes
                             .iter()
                             .enumerate()
-                            .map(|(i, s)| {
-                                (
-                                    (s.resource_type.clone(), s.class.clone(), s.name.clone()),
-                                    i,
-                                )
-                            })
+                            .map(|(i, s)| (resource_key(s), i))
                             .collect(),
                     );
                 }

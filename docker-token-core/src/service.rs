@@ -110,8 +110,9 @@ impl TokenServiceBuilder {
     /// client IP) pair or a client IP is limited, requests with credentials are answered
     /// [`Error::RateLimited`] (429) without running the authenticators. A refused refresh
     /// token counts as a failed login of the account `""` from its client IP, and refresh
-    /// grants from a limited address are answered 429 before the store is asked. Pass a clone of the
-    /// running service's limiter to a rebuilt service to keep the counts across a reload.
+    /// grants from a limited address are answered 429 before the store is asked. Pass a
+    /// clone of the running service's limiter to a rebuilt service to keep the counts across
+    /// a reload.
     /// Off unless set; a limiter built from a disabled configuration is ignored.
     #[must_use]
     pub fn failed_login_limiter(mut self, limiter: FailedLoginLimiter) -> Self {
@@ -250,21 +251,8 @@ impl TokenService {
             .limiter
             .as_ref()
             .filter(|_| !request.credentials.is_anonymous());
-        if let Some(limiter) = limiter
-            && let Err(limited) = limiter.check(&login.account, request.client_ip)
-        {
-            crate::metrics::rate_limited(limited.kind.as_str());
-            tracing::warn!(
-                target: "docker_token::audit",
-                account = ?login.account,
-                client_ip = %OptIp(request.client_ip),
-                limit = limited.kind.as_str(),
-                retry_after_s = limited.retry_after.as_secs_f64().ceil(),
-                "login rate-limited"
-            );
-            return Err(Error::RateLimited {
-                retry_after: limited.retry_after,
-            });
+        if let Some(limiter) = limiter {
+            refuse_if_limited(limiter, &login.account, request)?;
         }
         let (outcome, by) = match self.inner.authn.authenticate_with_source(&login).await {
             Ok(r) => r,
@@ -282,8 +270,7 @@ impl TokenService {
             }
             AuthnOutcome::Rejected | AuthnOutcome::NotApplicable => {
                 if let Some(limiter) = limiter {
-                    limiter.record_failure(&login.account, request.client_ip);
-                    crate::metrics::failed_login();
+                    count_failure(limiter, &login.account, request);
                 }
                 tracing::warn!(
                     account = %OneLine(&login.account),
@@ -449,26 +436,12 @@ impl TokenService {
         // the client address (the pair's account is "", the account being unknown until the
         // token is found), and a limited address is refused before the store is asked.
         let limiter = self.inner.limiter.as_ref();
-        if let Some(limiter) = limiter
-            && let Err(limited) = limiter.check("", request.client_ip)
-        {
-            crate::metrics::rate_limited(limited.kind.as_str());
-            tracing::warn!(
-                target: "docker_token::audit",
-                grant = "refresh_token",
-                client_ip = %OptIp(request.client_ip),
-                limit = limited.kind.as_str(),
-                retry_after_s = limited.retry_after.as_secs_f64().ceil(),
-                "refresh grant rate-limited"
-            );
-            return Err(Error::RateLimited {
-                retry_after: limited.retry_after,
-            });
+        if let Some(limiter) = limiter {
+            refuse_if_limited(limiter, "", request)?;
         }
         let refused = |id: &str, reason: &'static str| {
             if let Some(limiter) = limiter {
-                limiter.record_failure("", request.client_ip);
-                crate::metrics::failed_login();
+                count_failure(limiter, "", request);
             }
             tracing::warn!(
                 refresh_id = id,
@@ -700,6 +673,38 @@ impl TokenService {
 
 fn store_failed(e: &BackendError) {
     tracing::error!(backend = e.backend(), error = %crate::display_chain(e), "refresh-token store failed");
+}
+
+/// 429 (with its metric and audit line) when the (account, client IP) pair or the address
+/// is limited; the authenticators and the refresh-token store are then not asked.
+fn refuse_if_limited(
+    limiter: &FailedLoginLimiter,
+    account: &str,
+    request: &TokenRequest,
+) -> Result<(), Error> {
+    let Err(limited) = limiter.check(account, request.client_ip) else {
+        return Ok(());
+    };
+    crate::metrics::rate_limited(limited.kind.as_str());
+    tracing::warn!(
+        target: "docker_token::audit",
+        account = ?account,
+        grant = grant_name(&request.grant),
+        client_ip = %OptIp(request.client_ip),
+        limit = limited.kind.as_str(),
+        retry_after_s = limited.retry_after.as_secs_f64().ceil(),
+        "login rate-limited"
+    );
+    Err(Error::RateLimited {
+        retry_after: limited.retry_after,
+    })
+}
+
+/// A failed login (wrong password, unknown user, refused refresh token): counted against the
+/// pair and the address, and in the metrics.
+fn count_failure(limiter: &FailedLoginLimiter, account: &str, request: &TokenRequest) {
+    limiter.record_failure(account, request.client_ip);
+    crate::metrics::failed_login();
 }
 
 fn grant_name(grant: &GrantType) -> &'static str {

@@ -300,8 +300,11 @@ impl Acl {
     /// name, service, and when some rule reads them, the client address and the labels.
     /// `None` when longer than [`MAX_DECISION_KEY`].
     fn decision_key(&self, req: &AuthzRequest<'_>) -> Option<Vec<u8>> {
+        fn count(key: &mut Vec<u8>, n: usize) {
+            key.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+        }
         fn field(key: &mut Vec<u8>, bytes: &[u8]) {
-            key.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+            count(key, bytes.len());
             key.extend_from_slice(bytes);
         }
         let mut key = Vec::with_capacity(128);
@@ -320,20 +323,10 @@ impl Acl {
         }
         if self.inner.uses_labels {
             let labels = &req.identity.labels;
-            field(
-                &mut key,
-                &u32::try_from(labels.len())
-                    .unwrap_or(u32::MAX)
-                    .to_le_bytes(),
-            );
+            count(&mut key, labels.len());
             for (name, values) in labels {
                 field(&mut key, name.as_bytes());
-                field(
-                    &mut key,
-                    &u32::try_from(values.len())
-                        .unwrap_or(u32::MAX)
-                        .to_le_bytes(),
-                );
+                count(&mut key, values.len());
                 for v in values {
                     field(&mut key, v.as_bytes());
                 }

@@ -38,9 +38,7 @@ pub(crate) struct Pattern {
     regex: Option<Arc<Regex>>,
     /// Contains `${`: must be substituted per request.
     templated: bool,
-    /// Contains `${labels:`: may need label permutations.
-    label_templated: bool,
-    /// Where each `${labels:` starts in `raw`.
+    /// Where each `${labels:` starts in `raw` (none: no label permutations to try).
     label_starts: Vec<usize>,
     /// Every `${` starts a `${labels:`: substituting the request values and capture groups
     /// changes nothing (only label values do).
@@ -75,7 +73,6 @@ impl Pattern {
             raw: raw.to_owned(),
             regex,
             templated,
-            label_templated: raw.contains("${labels:"),
             label_starts: raw.match_indices(LABELS).map(|(i, _)| i).collect(),
             labels_only: raw
                 .match_indices("${")
@@ -98,8 +95,9 @@ impl Pattern {
         self.templated
     }
 
+    /// Contains `${labels:`: may need label permutations.
     pub(crate) fn is_label_templated(&self) -> bool {
-        self.label_templated
+        !self.label_starts.is_empty()
     }
 
     /// The placeholder `${labels:KEY}` as it appears in the pattern, if it does (the text
