@@ -272,14 +272,19 @@ fn quickstart(data: &std::path::Path) -> (Process, String, String) {
     cmd.args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data);
     let mut p = Process::spawn("docker-token-server", cmd);
-    let url = p
-        .wait_for_line("listening on http://", T)
+    let url = listening_url(&mut p, "http");
+    let out = p.output();
+    (p, url, out)
+}
+
+/// The URL from the server's `listening on <scheme>://…` line.
+fn listening_url(server: &mut Process, scheme: &str) -> String {
+    server
+        .wait_for_line(&format!("listening on {scheme}://"), T)
         .rsplit(' ')
         .next()
         .unwrap()
-        .to_owned();
-    let out = p.output();
-    (p, url, out)
+        .to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -381,22 +386,8 @@ acl:
         cert = keys.join("token.crt").display(),
         key = keys.join("token.key").display(),
     );
-    let cfg = dir.path().join("simple.yml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let mut cmd = Command::new(SERVER);
-    cmd.args(["serve", "--config"]).arg(&cfg);
-    let mut server = Process::spawn("docker-token-server", cmd);
-    let url = server
-        .wait_for_line("listening on https://", T)
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_owned();
-    // the generated certificate has no IP SAN: this checks that TLS is served, not the PKI
-    let http = reqwest::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
+    let (_server, url) = serve_tls(dir.path(), "simple.yml", &yaml);
+    let http = https_client(None);
     let get = |user: &'static str, pw: &'static str| {
         http.get(format!(
             "{url}/auth?service=Docker+registry&scope=repository:x:push,pull"
@@ -437,6 +428,30 @@ acl:
     );
 }
 
+/// Writes `yaml` as `name` in `dir`, starts the server on it and returns it with its
+/// `https://` URL.
+fn serve_tls(dir: &std::path::Path, name: &str, yaml: &str) -> (Process, String) {
+    let cfg = dir.join(name);
+    std::fs::write(&cfg, yaml).unwrap();
+    let mut cmd = Command::new(SERVER);
+    cmd.args(["serve", "--config"]).arg(&cfg);
+    let mut server = Process::spawn("docker-token-server", cmd);
+    let url = listening_url(&mut server, "https");
+    (server, url)
+}
+
+/// A client for the test servers: the generated certificate has no IP SAN, so this checks
+/// that TLS is served, not the PKI.
+fn https_client(timeout: Option<Duration>) -> reqwest::Client {
+    let builder = reqwest::Client::builder().tls_danger_accept_invalid_certs(true);
+    match timeout {
+        Some(t) => builder.timeout(t),
+        None => builder,
+    }
+    .build()
+    .unwrap()
+}
+
 /// Over TLS the connection limit and the header read timeout hold as over plain HTTP: idle
 /// clients that never start the handshake take the slots until the timeout cuts them, then
 /// the waiting client is served.
@@ -452,25 +467,9 @@ async fn tls_connections_are_limited_and_idle_handshakes_cut() {
         cert = keys.join("token.crt").display(),
         key = keys.join("token.key").display(),
     );
-    let cfg = dir.path().join("tls.yml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let mut cmd = Command::new(SERVER);
-    cmd.args(["serve", "--config"]).arg(&cfg);
-    let mut server = Process::spawn("docker-token-server", cmd);
-    let url = server
-        .wait_for_line("listening on https://", T)
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (server, url) = serve_tls(dir.path(), "tls.yml", &yaml);
     let addr: std::net::SocketAddr = url.trim_start_matches("https://").parse().unwrap();
-    let client = |timeout: Duration| {
-        reqwest::Client::builder()
-            .tls_danger_accept_invalid_certs(true)
-            .timeout(timeout)
-            .build()
-            .unwrap()
-    };
+    let client = |timeout: Duration| https_client(Some(timeout));
     let healthz = format!("{url}/healthz");
     assert_eq!(client(T).get(&healthz).send().await.unwrap().status(), 200);
     // three connections that never send a byte fill the three slots
